@@ -1,0 +1,78 @@
+"""What every command shares: consoles, user errors (exit 2, no traceback), spec loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+from reconciler.spec import SpecError, Study, load_study
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_OK = 0
+EXIT_CHANGES = 1
+EXIT_USER_ERROR = 2
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
+    """A user mistake: one clear paragraph on stderr and exit 2 (never a traceback)."""
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def print_json(obj: object) -> None:
+    """Machine output: plain JSON on stdout (rich's highlighter is slow on 10,000 rows)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def in_github_actions() -> bool:
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def report_spec_error(e: SpecError) -> None:
+    """Every diagnostic, FILE:LINE:COL first; also as GitHub annotations inside Actions."""
+    for d in e.diagnostics:
+        style = "red" if d.severity == "error" else "yellow"
+        err.print(f"[{style}]{d}[/]", markup=True)
+        if in_github_actions():
+            kind = "error" if d.severity == "error" else "warning"
+            # Workflow commands go to stdout; '%', CR and LF must be escaped in the message.
+            msg = d.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            sys.stdout.write(f"::{kind} file={d.file},line={d.line},col={d.col}::{msg}\n")
+
+
+def report_warnings(study: Study) -> None:
+    for w in study.warnings:
+        err.print(f"[yellow]{w}[/]", markup=True)
+
+
+def parse_pargs(pargs: list[str] | None, pgen: Path | None) -> dict[str, str]:
+    """Maestro's `--pargs KEY:VALUE` (repeatable); only meaningful with `--pgen`."""
+    if pargs and pgen is None:
+        fail("--pargs needs --pgen: the arguments are passed to the parameter generator")
+    parsed: dict[str, str] = {}
+    for item in pargs or []:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            fail(f"--pargs '{item}' is not KEY:VALUE")
+        parsed[key] = value
+    return parsed
+
+
+def load_or_exit(spec: Path, pgen: Path | None = None, pargs: list[str] | None = None) -> Study:
+    """Load and expand a spec, or report every error and exit 2."""
+    args = parse_pargs(pargs, pgen)
+    try:
+        study = load_study(spec, pgen=pgen, pargs=args)
+    except SpecError as e:
+        report_spec_error(e)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    report_warnings(study)
+    return study

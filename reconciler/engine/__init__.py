@@ -1,0 +1,1 @@
+"""reconciler.engine (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""reconciler.gitops (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Pure planning: desired instances × record → actions. Also the shared state vocabulary."""

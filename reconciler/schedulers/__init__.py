@@ -1,0 +1,1 @@
+"""reconciler.schedulers (see docs/architecture.md)."""

@@ -1,0 +1,73 @@
+"""Diagnostics: every mistake a user can make in a spec, as `FILE:LINE:COL: message`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found in a spec. `line`/`col` are 1-based; 0 means "no position"."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where = f"{self.file}:{self.line}:{self.col}"
+        prefix = "" if self.severity == "error" else "warning: "
+        return f"{where}: {prefix}{self.message}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "severity": self.severity,
+            "message": self.message,
+        }
+
+
+@dataclass
+class SpecError(Exception):
+    """Raised with every error found in one spec (never just the first)."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return "\n".join(str(d) for d in self.diagnostics if d.severity == "error")
+
+
+class Collector:
+    """Gathers diagnostics for one file, then raises them all at once."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[Diagnostic] = []
+
+    def error(self, message: str, pos: tuple[int, int] | None = None) -> None:
+        line, col = pos or (0, 0)
+        self.items.append(Diagnostic(self.file, line, col, message))
+
+    def warn(self, message: str, pos: tuple[int, int] | None = None) -> None:
+        line, col = pos or (0, 0)
+        self.items.append(Diagnostic(self.file, line, col, message, "warning"))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == "warning"]
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise SpecError(sorted(self.items, key=lambda d: (d.line, d.col)))
