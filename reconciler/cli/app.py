@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from reconciler import __version__
@@ -39,13 +41,17 @@ def _root(
 
 def _register() -> None:
     # Imported here so each module can `from reconciler.cli.app import app` without a cycle.
-    from reconciler.cli import tools
+    from reconciler.cli import maestro, tools
 
     tools.register(app)
+    maestro.register(app)
 
 
 _register()
 
 
 def main() -> None:
+    from reconciler.cli.maestro import normalize_maestro_argv
+
+    sys.argv[1:] = normalize_maestro_argv(sys.argv[1:])  # Maestro's single-dash `-fg`
     app()

@@ -1,1 +1,1 @@
-"""reconciler.engine (see docs/architecture.md)."""
+"""The engine: converge a study's record to its spec through an adapter (loop, policies, lock)."""

@@ -38,8 +38,9 @@ def load_study(
     params: ParameterSet | None = None
     if pgen is not None:
         loaded = load_text(text, file, out)
-        out.raise_if_errors()
-        assert loaded is not None
+        if loaded is None:
+            out.raise_if_errors()
+            raise AssertionError("unreachable")
         params = _run_pgen(Path(pgen), loaded, Path(file), pargs or {}, out)
         return build_study(
             loaded, file, out, params=params, dependency_shas=dependency_shas, hashws=hashws
@@ -59,8 +60,9 @@ def load_study_text(
     """Spec text → Study (for specs read from git blobs, tests and fuzzing)."""
     out = out or Collector(file)
     loaded = load_text(text, file, out)
-    out.raise_if_errors()
-    assert loaded is not None
+    if loaded is None:  # no model to check further; otherwise keep collecting
+        out.raise_if_errors()
+        raise AssertionError("unreachable")
     return build_study(
         loaded, file, out, params=params, dependency_shas=dependency_shas, hashws=hashws
     )

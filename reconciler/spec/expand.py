@@ -33,6 +33,7 @@ from reconciler.spec.tokens import (
     single_quoted,
     workspace_ref,
 )
+from reconciler.spec.walltime import walltime_seconds
 
 # run: keys that are text the step's tokens may appear in (besides the counts below).
 TEXT_KEYS = ("cmd", "restart", "pre", "post", "walltime", "bind", "bind_gpus", "reservation", "qos")
@@ -67,14 +68,12 @@ class Context:
 def _run_pos(
     ctx: Context, step_index: int, key: str, text: str | None = None, needle: str | None = None
 ) -> tuple[int, int] | None:
-    """Where a run key is; inside a multi-line block, the line holding `needle`."""
+    """Where a run key is written; with `needle`, where that text is inside its value."""
     alias = {"cores_per_task": "cores per task", "bind_gpus": "bind gpus"}.get(key, key)
     path = ("study", step_index, "run", alias)
-    where = ctx.pos.value(path)
-    if where and text and needle and "\n" in text.rstrip("\n"):
-        before = text[: text.find(needle)] if needle in text else ""
-        return (where[0] + 1 + before.count("\n"), where[1] + 2)
-    return where
+    if text and needle:
+        return ctx.pos.within(path, text, needle)
+    return ctx.pos.value(path)
 
 
 # ---- variables ----------------------------------------------------------------------------
@@ -93,12 +92,7 @@ def resolve_variables(ctx: Context) -> dict[str, str]:
         for k, v in getattr(env, block).items():
             if k == OUTPUT_PATH and block == "variables":
                 continue  # the study root's parent, not a text macro (see instance.py)
-            if k in raw:
-                ctx.out.error(
-                    f"'{k}' is defined both as a variable and as a label",
-                    ctx.pos.key(("env", block, k)),
-                )
-            raw[k] = str(v)
+            raw[k] = str(v)  # a name defined twice is reported by check_names_unique
             where[k] = ctx.pos.value(("env", block, k))
     resolved: dict[str, str] = {}
     visiting: list[str] = []
@@ -204,8 +198,8 @@ def plan_steps(ctx: Context, variables: dict[str, str], order: list[str]) -> dic
                 if p:
                     direct.add(p)
                     continue
-                if tok in builtins or tok in deps:
-                    continue
+                if tok in builtins or tok in deps or tok in variables:
+                    continue  # (a variable still here is on a cycle, reported already)
                 ref = workspace_ref(tok)
                 if ref is not None and key in ("cmd", "restart", "description"):
                     refs.add(ref)
@@ -328,7 +322,13 @@ def expand(ctx: Context, plans: dict[str, StepPlan], order: list[str]) -> Expand
                 resources=resources.to_json(),
                 params={params.names.get(p, p): str(v) for p, v in values.items()},
                 shell=shell,
-                dependencies=deps,
+                # only what this instance's commands use: moving one dependency must not
+                # rerun steps that never touch it (their parents' fingerprints carry the rest)
+                dependencies={
+                    n: v
+                    for n, v in deps.items()
+                    if f"$({n})" in texts["cmd"] or f"$({n})" in texts.get("restart", "")
+                },
                 parents=sorted(p.fingerprint for p in parents),
             )
             inst = Instance(
@@ -439,6 +439,13 @@ def _resources(
                         reported.add(msg)
                         ctx.out.error(msg, _run_pos(ctx, plan.index, key))
         counts[key] = v
+    walltime = texts.get("walltime")
+    try:
+        walltime_seconds(walltime)
+    except ValueError as e:
+        if str(e) not in reported:
+            reported.add(str(e))
+            ctx.out.error(f"step '{plan.step.name}': {e}", _run_pos(ctx, plan.index, "walltime"))
     exclusive: bool | dict[str, bool] | None
     if isinstance(run.exclusive, Exclusive):
         exclusive = run.exclusive.model_dump()
@@ -447,7 +454,7 @@ def _resources(
     else:
         exclusive = run.exclusive
     return Resources(
-        walltime=texts.get("walltime"),
+        walltime=walltime,
         bind=texts.get("bind"),
         bind_gpus=texts.get("bind_gpus"),
         reservation=texts.get("reservation") or batch.reservation,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from reconciler.spec.instance import Resources
 
 LAUNCHER_TOKEN = re.compile(r"\$\(LAUNCHER\)(?:\[([^\]]*)\])?")
+_WITH_SPACE = re.compile(LAUNCHER_TOKEN.pattern + r"([ \t]*)")
 _NEW_PART = re.compile(r"^\s*(\d+)\s*([np])\s*$")
 _LEGACY = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*$")
 
@@ -95,9 +96,10 @@ def render(text: str, resources: Resources, fmt: Formatter) -> str:
         a = parse(m.group(1))
         nodes = a.nodes if a.nodes is not None else (resources.nodes or 1)
         procs = a.procs if a.procs is not None else (resources.procs or 1)
-        return fmt(nodes, procs, resources)
+        launch = fmt(nodes, procs, resources)
+        return launch + m.group(2) if launch else ""  # no launcher: no stray indent either
 
-    return LAUNCHER_TOKEN.sub(sub, text)
+    return _WITH_SPACE.sub(sub, text)
 
 
 def _srun(nodes: int, procs: int, r: Resources) -> str:

@@ -43,6 +43,7 @@ class Positions:
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     text: str | None = None
+    lines: list[str] = field(default_factory=list)  # the source, to place text inside values
 
     def _fill(self) -> None:
         if self.text is None:
@@ -66,6 +67,27 @@ class Positions:
     def value(self, path: Path) -> tuple[int, int] | None:
         self._fill()
         return self.values.get(path) or self.key(path)
+
+    def within(self, path: Path, value: str, needle: str) -> tuple[int, int] | None:
+        """Where `needle` is written inside the string value at `path` (block scalars too)."""
+        where = self.value(path)
+        offset = value.find(needle)
+        if where is None or offset < 0 or not 0 < where[0] <= len(self.lines):
+            return where
+        line, col = where
+        src = self.lines[line - 1]
+        indicator = src[col - 1] if 0 < col <= len(src) else ""
+        before = value[:offset]
+        if indicator in ("|", ">"):  # block scalar: content starts on the next line
+            row = line + 1 + before.count("\n")
+            if row > len(self.lines):
+                return where
+            text = self.lines[row - 1]
+            indent = len(text) - len(text.lstrip(" "))
+            return (row, indent + offset - (before.rfind("\n") + 1) + 1)
+        if "\n" in before:
+            return where  # a multi-line flow scalar: the value's start is close enough
+        return (line, col + offset + (1 if indicator in ("'", '"') else 0))
 
 
 @dataclass
@@ -95,7 +117,8 @@ def _to_plain(node: Any, path: Path, pos: Positions, budget: list[int], depth: i
                 kl, kc = node.lc.key(k)
                 pos.keys[child] = (kl + 1, kc + 1)
                 vl, vc = node.lc.value(k)
-                pos.values[child] = (vl + 1, vc + 1)
+                # A null value has no token of its own: ruamel points past it, so use the key.
+                pos.values[child] = (vl + 1, vc + 1) if v is not None else (kl + 1, kc + 1)
             except (KeyError, TypeError):  # merged keys (<<) carry no position of their own
                 pass
             out[key] = _to_plain(v, child, pos, budget, depth + 1)
@@ -176,18 +199,24 @@ def _fast_parse(text: str) -> tuple[Any, Positions] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MantissaNoDotYAML1_1Warning)
             doc = yaml.load(text)
-        pos = Positions(text=text)
+        pos = Positions(text=text, lines=text.splitlines())
         return _to_plain(doc, (), pos, [MAX_NODES]), pos
-    except (YAMLError, _TooBig, RecursionError, ValueError, TypeError):
+    except _TooBig:
+        raise  # a bomb is a bomb in either parser: do not walk it twice
+    except (YAMLError, RecursionError, ValueError, TypeError):
         return None
 
 
 def parse_yaml(text: str, out: Collector) -> tuple[Any, Positions] | None:
     """YAML text → plain data and positions; syntax errors go to `out`."""
-    fast = _fast_parse(text)
+    try:
+        fast = _fast_parse(text)
+    except _TooBig as e:
+        out.error(str(e), (1, 1))
+        return None
     if fast is not None:
         return fast
-    pos = Positions()
+    pos = Positions(lines=text.splitlines())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MantissaNoDotYAML1_1Warning)

@@ -1,0 +1,120 @@
+"""What the CLI calls: run an engine (here or detached), cancel, update, probe who runs a study."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler.engine.converge import Engine, Outcome
+from reconciler.engine.lock import EngineLock, LockHeld, holder_if_locked
+from reconciler.record.store import Event, Store
+from reconciler.record.workspace import Workspace
+from reconciler.schedulers import base
+
+__all__ = [
+    "LockHeld",
+    "Outcome",
+    "cancel",
+    "engine_holder",
+    "run_engine",
+    "start_background",
+    "update",
+]
+
+
+def run_engine(
+    root: Path,
+    *,
+    slots: int | None = None,
+    launch: bool = True,
+    once: bool = False,
+    on_pass: Callable[[dict[str, int]], None] | None = None,
+) -> Outcome:
+    """Hold the workspace lock and converge the study here. Raises LockHeld."""
+    ws = Workspace(root)
+    # Only an engine on the main thread can take SIGUSR1; others must never be sent one (the
+    # default action would kill their process).
+    wake = threading.current_thread() is threading.main_thread()
+    with EngineLock(ws.lock_file, {"wake": "SIGUSR1"} if wake else None):
+        engine = Engine(root, slots=slots, on_pass=on_pass)
+        if launch:
+            engine.store.update_study(
+                control=False,
+                engine_pid=os.getpid(),
+                engine_host=socket.gethostname(),
+                engine_started=time.time(),
+            )
+        try:
+            return engine.run(launch=launch, once=once, wake_signal=wake)
+        finally:
+            engine.store.close()
+
+
+def engine_holder(root: Path) -> dict[str, Any] | None:
+    """The running engine of a workspace ({pid, host, started}), or None."""
+    return holder_if_locked(Workspace(root).lock_file)
+
+
+def start_background(root: Path, *, slots: int | None = None) -> int:
+    """Detach an engine in a new session (it outlives this command); returns its pid."""
+    store = Store.open(root)
+    name = store.study()["name"]
+    store.close()
+    ws = Workspace(root)
+    ws.logs.mkdir(exist_ok=True)
+    args = [sys.executable, "-m", "reconciler.engine", str(root)]
+    if slots:
+        args += ["--slots", str(slots)]
+    with open(ws.engine_log(name), "ab") as log:
+        proc = base.spawn(args, cwd=root, stdout=log, stderr=log)
+    return proc.pid
+
+
+def _wake(root: Path) -> bool:
+    """Signal the running engine (same host only) so it acts now; False if none runs."""
+    holder = engine_holder(root)
+    if holder is None:
+        return False
+    pid = holder.get("pid")
+    if pid and holder.get("wake") == "SIGUSR1" and holder.get("host") == socket.gethostname():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(pid), signal.SIGUSR1)
+    return True
+
+
+def cancel(root: Path, steps: Sequence[str] | None = None) -> int:
+    """Flag instances for cancellation. A running engine acts at once; with no engine, one
+    pass runs here (kills jobs still running, records CANCELLED) and launches nothing.
+    Returns the number of instances flagged."""
+    store = Store.open(root)
+    try:
+        n = store.request_cancel(list(steps) if steps else None)
+    finally:
+        store.close()
+    if not _wake(root):
+        with contextlib.suppress(LockHeld):  # an engine started meanwhile: it will act
+            run_engine(root, launch=False, once=True)
+    return n
+
+
+def update(root: Path, **settings: float | None) -> dict[str, float]:
+    """Change throttle/rlimit/sleep (0 is a valid value) and wake the engine."""
+    values = {k: v for k, v in settings.items() if v is not None}
+    store = Store.open(root)
+    try:
+        if values:
+            store.update_study(**values)
+            store.log([Event("settings-updated", detail=repr(values))])
+        current = store.settings()
+    finally:
+        store.close()
+    _wake(root)
+    return current

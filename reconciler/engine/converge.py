@@ -1,0 +1,295 @@
+"""The loop that takes a study's record to "every instance ended".
+
+Level-triggered and idempotent: each pass re-reads the record, re-observes the adapter, and derives
+what to do from those alone, so a pass run by a freshly started engine after a crash does the same
+as one run by the engine that crashed. Intent is committed before a submit, so no instance is
+submitted twice; a submit whose job id never reached the record is found again by the adapter.
+
+A pass: cancel what is flagged → observe in-flight jobs → apply policies (retry, restart) →
+propagate BLOCKED/CANCELLED → submit ready instances (throttle) → status.csv. Then wait: for the
+local adapter until a job ends (an event, no fixed sleep), for scheduler adapters `sleep` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from reconciler.engine.policies import Policy
+from reconciler.plan.states import BLOCKING, IN_FLIGHT, TERMINAL, State
+from reconciler.record.store import DYNAMIC, Event, InstanceRow, Store
+from reconciler.record.workspace import StatusWriter, Workspace
+from reconciler.schedulers import get_adapter
+from reconciler.schedulers.base import Adapter, Job, SubmitError
+from reconciler.spec.walltime import walltime_seconds
+
+EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3
+CONTROL_INTERVAL = 0.5  # how often an idle local engine re-reads cancel/update without a signal
+_BOOL_COLUMNS = frozenset({"use_restart", "cancel"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    code: int
+    counts: dict[str, int]
+
+
+def outcome_code(counts: dict[str, int]) -> int:
+    if counts.get(State.CANCELLED, 0):
+        return EXIT_CANCELLED
+    if any(n for s, n in counts.items() if s != State.FINISHED):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def count_states(rows: list[InstanceRow]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    return counts
+
+
+class Engine:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        adapter: Adapter | None = None,
+        slots: int | None = None,
+        on_pass: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
+        self.store = Store.open(root)
+        study = self.store.study()
+        scripts = study["scripts_dir"]
+        self.ws = Workspace(root, Path(scripts) if scripts else None)
+        self.shell: str = study["shell"]
+        self.adapter = adapter or get_adapter(
+            study["adapter"], root, slots=slots or int(study["slots"]) or None
+        )
+        self.adapter.prepare(root)
+        self.on_pass = on_pass
+        self.rows = self.store.instances()  # static columns kept; dynamic ones re-read per pass
+        self.by_name = {r.name: r for r in self.rows}
+        self.parents = {r.name: [self.by_name[p] for p in r.depends] for r in self.rows}
+        self.status = StatusWriter(self.ws)
+        self.control_seq = -1
+        self.policy = Policy()
+        self.changes: dict[str, dict[str, Any]] = {}
+        self.events: list[Event] = []
+
+    # -- record helpers --------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        for values in self.store.dynamic():
+            row = self.by_name[values[0]]
+            for col, v in zip(DYNAMIC[1:], values[1:], strict=True):
+                setattr(
+                    row, col, State(v) if col == "state" else bool(v) if col in _BOOL_COLUMNS else v
+                )
+
+    def _set(self, row: InstanceRow, **cols: Any) -> None:
+        for k, v in cols.items():
+            setattr(row, k, v)
+        self.changes.setdefault(row.name, {}).update(cols)
+
+    def _event(self, row: InstanceRow | None, kind: str, detail: str = "") -> None:
+        self.events.append(Event(kind, None if row is None else row.name, detail))
+
+    def _commit(self) -> None:
+        self.store.apply(self.changes, self.events)
+        self.changes, self.events = {}, []
+
+    def job(self, row: InstanceRow) -> Job:
+        name, ws = row.name, row.workspace
+        return Job(
+            name=name,
+            workdir=self.ws.instance_dir(ws),
+            script=self.ws.script(name, ws, restart=row.use_restart),
+            out=self.ws.out(name, ws),
+            err=self.ws.err(name, ws),
+            exit_file=self.ws.exit_file(name, ws),
+            submission=row.attempts,
+            walltime=walltime_seconds(row.walltime),
+            shell=self.shell,
+            job_id=row.job_id,
+            start_time=row.start_time,
+        )
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, *, launch: bool = True, once: bool = False, wake_signal: bool = False) -> Outcome:
+        """Converge until every instance ended (or one pass). `wake_signal`: SIGUSR1 wakes the
+        loop (main thread only; the lock file tells `cancel`/`update` whether to send it)."""
+        previous = signal.getsignal(signal.SIGUSR1)
+        in_main = wake_signal and _install_wake(self.adapter)
+        self.store.log([Event("engine-started", detail=json.dumps({"launch": launch}))])
+        try:
+            while True:
+                done, timeout = self.run_pass(launch=launch)
+                if done or once:
+                    break
+                self.adapter.wait(timeout)
+        finally:
+            self.status.maybe_write(self.rows, force=True)
+            if in_main:
+                signal.signal(signal.SIGUSR1, previous)
+            self.adapter.close()
+        counts = count_states(self.rows)
+        code = outcome_code(counts)
+        if done:
+            self.store.log([Event("study-ended", detail=json.dumps({"code": code, **counts}))])
+        return Outcome(code, counts)
+
+    def run_pass(self, *, launch: bool = True) -> tuple[bool, float]:
+        """One pass; returns (study ended, how long to wait before the next)."""
+        seq = self.store.control_seq()
+        if seq != self.control_seq:
+            self.control_seq = seq
+            self.policy = Policy.from_settings(self.store.settings())
+        self._refresh()
+        now = time.time()
+        self._cancel(now)
+        self._observe(now)
+        self._propagate()
+        self._commit()
+        if launch:
+            self._launch()
+        self.status.maybe_write(self.rows)
+        if self.on_pass is not None:
+            self.on_pass(count_states(self.rows))
+        pending = [r for r in self.rows if r.state is State.INITIALIZED or r.state in IN_FLIGHT]
+        if not pending:
+            return True, 0.0
+        return False, self._timeout(pending)
+
+    def _timeout(self, pending: list[InstanceRow]) -> float:
+        if self.adapter.poll_interval is not None:
+            return float(self.store.settings()["sleep"]) or self.adapter.poll_interval
+        timeout = CONTROL_INTERVAL
+        now = time.time()
+        for r in pending:
+            if r.not_before is not None and r.state is State.INITIALIZED:
+                timeout = min(timeout, max(0.0, r.not_before - now))
+        return timeout
+
+    def _cancel(self, now: float) -> None:
+        flagged = [r for r in self.rows if r.cancel and r.state not in TERMINAL]
+        if not flagged:
+            return
+        running = [r for r in flagged if r.state in IN_FLIGHT and r.job_id]
+        if running:
+            self.adapter.cancel([self.job(r) for r in running])
+        for r in flagged:
+            self._set(r, state=State.CANCELLED, end_time=now if r.state in IN_FLIGHT else None)
+            self._event(r, "cancelled")
+
+    def _observe(self, now: float) -> None:
+        in_flight = [r for r in self.rows if r.state in IN_FLIGHT]
+        unconfirmed = [r for r in in_flight if not r.job_id]
+        for r in unconfirmed:  # intent recorded, id not: the engine died inside submit
+            found = self.adapter.find(self.job(r))
+            if found is not None:
+                self._set(r, job_id=found, state=State.RUNNING)
+                self._event(r, "found", found)
+        jobs = [self.job(r) for r in in_flight]
+        seen = self.adapter.poll(jobs) if jobs else {}
+        for r in in_flight:
+            obs = seen.get(r.name)
+            if obs is None:
+                continue
+            if obs.state is State.LOST and not r.job_id:
+                # Never started (no process, no exit record): submit again, not a lost try.
+                self._set(r, state=State.INITIALIZED, attempts=r.attempts - 1)
+                self._event(r, "submit-unconfirmed")
+            elif obs.state in IN_FLIGHT:
+                if obs.state is not r.state:
+                    self._set(r, state=obs.state)
+            else:
+                self._ended(r, obs.state, obs.exit_code, obs.end_time or now, now)
+
+    def _ended(self, r: InstanceRow, state: State, rc: int | None, end: float, now: float) -> None:
+        self._set(r, exit_code=rc, end_time=end)
+        if r.cancel:
+            state = State.CANCELLED
+        changes, kind = self.policy.after_end(r, state, now)
+        self._set(r, **changes)
+        detail = f"{state}" + ("" if rc is None else f" rc={rc}")
+        self._event(r, kind, detail)
+
+    def _propagate(self) -> None:
+        for r in self.rows:  # topological order: one sweep reaches every descendant
+            if r.state is not State.INITIALIZED:
+                continue
+            parents = self.parents[r.name]
+            if any(p.state in BLOCKING for p in parents):
+                self._set(r, state=State.BLOCKED)
+                bad = next(p.name for p in parents if p.state in BLOCKING)
+                self._event(r, "blocked", f"upstream {bad}")
+            elif any(p.state is State.CANCELLED for p in parents):
+                self._set(r, state=State.CANCELLED)
+                self._event(r, "cancelled", "upstream cancelled")
+
+    def _launch(self) -> None:
+        now = time.time()
+        in_flight = sum(1 for r in self.rows if r.state in IN_FLIGHT)
+        room = self.policy.launchable(in_flight, self.adapter.capacity())
+        if room <= 0:
+            return
+        ready: list[InstanceRow] = []
+        for r in self.rows:
+            if len(ready) >= room:
+                break
+            if (
+                r.state is State.INITIALIZED
+                and not r.cancel
+                and (r.not_before is None or r.not_before <= now)
+                and all(p.state is State.FINISHED for p in self.parents[r.name])
+            ):
+                ready.append(r)
+        if not ready:
+            return
+        for r in ready:  # intent first: committed before any process starts
+            self._set(
+                r,
+                state=State.PENDING,
+                attempts=r.attempts + 1,
+                job_id=None,
+                submit_time=now,
+                start_time=None,
+                end_time=None,
+                exit_code=None,
+                not_before=None,
+            )
+        self._commit()
+        for r in ready:
+            job = self.job(r)
+            try:
+                job_id = self.adapter.submit(job)
+            except SubmitError as e:
+                self._event(r, "submit-failed", str(e))
+                self._ended(r, State.FAILED, None, time.time(), time.time())
+                continue
+            started = time.time()
+            state = State.RUNNING if self.adapter.poll_interval is None else State.PENDING
+            self._set(r, job_id=job_id, state=state, start_time=started)
+            self._event(r, "submitted", f"{job_id} {job.script.name}")
+        self._commit()
+
+
+def _install_wake(adapter: Adapter) -> bool:
+    """SIGUSR1 (sent by `cancel`/`update`) wakes the engine at once."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        adapter.wake()
+
+    try:
+        signal.signal(signal.SIGUSR1, handler)
+    except ValueError:  # not the main thread (tests drive engines from threads)
+        return False
+    return True

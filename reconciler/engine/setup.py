@@ -1,0 +1,289 @@
+"""From a Study to a workspace on disk: root, locations, scripts, meta files and the record.
+
+Everything a user can get wrong (unknown batch type, missing path dependency, bad walltime, a
+directory that belongs to someone else) is checked before the first directory is made.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.record import workspace as wsmod
+from reconciler.record.store import InstanceRow, RecordError, Store, is_workspace
+from reconciler.record.workspace import Workspace
+from reconciler.schedulers import ADAPTERS, get_adapter
+from reconciler.schedulers.base import Adapter
+from reconciler.spec.instance import Instance, Study
+from reconciler.spec.launcher import LauncherError, render_launcher
+from reconciler.spec.walltime import walltime_seconds
+
+
+class SetupError(Exception):
+    """A user error found while placing a study on disk (one paragraph, exit 2)."""
+
+
+@dataclass
+class RunSettings:
+    throttle: int = 0
+    rlimit: int = 1
+    sleep: float = 60.0
+    attempts: int = 1
+    slots: int = 0
+    dry: bool = False
+    hashws: bool = False
+    usetmp: bool = False
+    pgen: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def choose_root(study: Study, out: Path | None, cwd: Path, now: datetime | None = None) -> Path:
+    """`-o DIR` exactly; else `<OUTPUT_PATH or CWD>/<name>_<timestamp>` (OUTPUT_PATH is relative
+    to the CWD, as in Maestro)."""
+    if out is not None:
+        return (cwd / out).resolve()
+    base = study.spec.env.variables.get("OUTPUT_PATH")
+    parent = (cwd / str(base)).resolve() if base is not None else cwd.resolve()
+    return wsmod.default_root(study.name, parent, now)
+
+
+def existing_workspace(root: Path, study: Study) -> bool:
+    """True if `root` is this study's workspace (resume it); raise if it must not be touched."""
+    if not root.exists():
+        return False
+    if not root.is_dir():
+        raise SetupError(f"{root} exists and is not a directory; choose another -o/--out.")
+    if is_workspace(root):
+        try:
+            store = Store.open(root)
+            name = store.study()["name"]
+            store.close()
+        except RecordError as e:
+            raise SetupError(f"{e}. Nothing was changed.") from None
+        if name != study.name:
+            raise SetupError(
+                f"{root} is the workspace of study '{name}', not '{study.name}'; it is left as "
+                "it is. Choose another -o/--out."
+            )
+        return True
+    if any(root.iterdir()):
+        raise SetupError(
+            f"{root} exists and is not a reconciler workspace; it is left as it is (Maestro "
+            "would delete it). Choose another -o/--out or an empty directory."
+        )
+    return False
+
+
+def resolve_locations(study: Study, root: Path, cwd: Path) -> dict[str, str]:
+    """Values of the location tokens: OUTPUT_PATH, SPECROOT and env dependency paths."""
+    locations = {
+        "OUTPUT_PATH": str(root),
+        "SPECROOT": str((cwd / study.path).resolve().parent),
+    }
+    deps = study.spec.env.dependencies
+    for p in deps.paths:
+        path = (cwd / p.path).resolve()
+        if not path.exists():
+            raise SetupError(
+                f"{study.path}: path dependency '{p.name}' points to {p.path}, which does not "
+                "exist (relative paths are taken from the current directory)."
+            )
+        locations[p.name] = str(path)
+    for g in deps.git:
+        path = (cwd / g.path / g.name).resolve()
+        if not path.is_dir():
+            raise SetupError(
+                f"{study.path}: git dependency '{g.name}' is not cloned at {path}; `run` does not "
+                f"clone yet: run `git clone {g.url} {path}` first."
+            )
+        locations[g.name] = str(path)
+    return locations
+
+
+_WS_REF = re.compile(r"\$\(OUTPUT_PATH\)/([^\s\"';|&<>()`$]+)")
+
+
+def hashed_workspaces(study: Study) -> dict[str, str]:
+    """--hashws: parameterised instance directories become `<step>/<step>_instance_<k>`."""
+    counters: dict[str, int] = {}
+    mapping: dict[str, str] = {}
+    for inst in study.instances:
+        if inst.workspace != inst.step:
+            k = counters[inst.step] = counters.get(inst.step, 0) + 1
+            mapping[inst.workspace] = f"{inst.step}/{inst.step}_instance_{k}"
+    return mapping
+
+
+def _rewrite_refs(text: str, mapping: Mapping[str, str]) -> str:
+    if not mapping:
+        return text
+
+    def sub(m: re.Match[str]) -> str:
+        path = m.group(1)
+        parts = path.split("/")
+        for n in range(len(parts), 0, -1):  # longest workspace prefix wins
+            head = "/".join(parts[:n])
+            if head in mapping:
+                return "$(OUTPUT_PATH)/" + "/".join([mapping[head], *parts[n:]])
+        return m.group(0)
+
+    return _WS_REF.sub(sub, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    instance: Instance
+    workspace: str
+    script: str
+    restart: str | None
+
+
+def render_scripts(
+    study: Study, locations: Mapping[str, str], adapter: Adapter, mapping: Mapping[str, str]
+) -> list[Placed]:
+    """Every instance's script text, or SetupError naming the first bad instance."""
+    shell = study.batch.shell
+    placed: list[Placed] = []
+    for inst in study.instances:
+        try:
+            walltime_seconds(inst.resources.walltime)
+        except ValueError as e:
+            raise SetupError(f"{study.path}: step '{inst.step}': {e}.") from None
+
+        def text(cmd: str, inst: Instance = inst) -> str:
+            body = inst.render(_rewrite_refs(cmd, mapping), dict(locations))
+            try:
+                body = render_launcher(body, inst.resources, adapter.name)
+            except LauncherError as e:
+                raise SetupError(f"{study.path}: step '{inst.step}': {e}.") from None
+            return adapter.render_script(body, inst.resources, name=inst.name, shell=shell)
+
+        restart = text(inst.restart) if inst.restart else None
+        ws = mapping.get(inst.workspace, inst.workspace)
+        placed.append(Placed(inst, ws, text(inst.cmd), restart))
+    return placed
+
+
+def create_workspace(study: Study, root: Path, settings: RunSettings, *, cwd: Path) -> Workspace:
+    """Validate everything, then write the workspace and its record. Returns the workspace."""
+    if study.batch.type not in ADAPTERS:
+        raise SetupError(
+            f"{study.path}: batch type '{study.batch.type}' cannot run yet (available: "
+            f"{', '.join(ADAPTERS)}). Nothing was created."
+        )
+    locations = resolve_locations(study, root, cwd)
+    adapter = get_adapter(study.batch.type, root, slots=settings.slots or None)
+    mapping = hashed_workspaces(study) if settings.hashws else {}
+    placed = render_scripts(study, locations, adapter, mapping)
+    spec_text = Path(cwd / study.path).read_text()
+
+    created_root = not root.exists()
+    scripts_dir = Path(tempfile.mkdtemp(prefix="reconciler-scripts-")) if settings.usetmp else None
+    ws = Workspace(root, scripts_dir)
+    try:
+        _write_files(study, ws, placed, spec_text, settings, mapping)
+        adapter.prepare(root)
+        store = Store.create(root)
+        store.init_study(
+            name=study.name,
+            spec_path=str((cwd / study.path).resolve()),
+            spec_text=spec_text,
+            adapter=adapter.name,
+            locations=locations,
+            shell=study.batch.shell,
+            scripts_dir=None if scripts_dir is None else str(scripts_dir),
+            pgen=settings.pgen,
+            dry=settings.dry,
+            throttle=settings.throttle,
+            rlimit=settings.rlimit,
+            sleep=settings.sleep,
+            attempts=max(settings.attempts, study.reconcile.retries + 1),
+            backoff=study.reconcile.backoff,
+            slots=settings.slots,
+        )
+        store.add_instances(
+            InstanceRow(
+                name=p.instance.name,
+                step=p.instance.step,
+                workspace=p.workspace,
+                depends=p.instance.depends,
+                fingerprint=p.instance.fingerprint,
+                ord=i,
+                walltime=p.instance.resources.walltime,
+                has_restart=p.restart is not None,
+                params=dict(p.instance.params),
+            )
+            for i, p in enumerate(placed)
+        )
+        wsmod.write_status_csv(ws, store.instances())
+        store.close()
+    except BaseException:
+        if created_root:  # never leave half a workspace behind
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    return ws
+
+
+def _write_files(
+    study: Study,
+    ws: Workspace,
+    placed: list[Placed],
+    spec_text: str,
+    settings: RunSettings,
+    mapping: Mapping[str, str],
+) -> None:
+    root = ws.root
+    root.mkdir(parents=True, exist_ok=True)
+    (root / Path(study.path).name).write_text(spec_text)  # verbatim copy
+    batch = study.batch.model_dump(exclude_none=True, by_alias=True)
+    wsmod.write_yaml(root / "batch.info", batch)
+    ws.logs.mkdir(exist_ok=True)
+    ws.meta.mkdir(exist_ok=True)
+    wsmod.write_yaml(
+        ws.meta / "parameters.yaml", {p.instance.name: p.instance.params for p in placed}
+    )
+    steps: dict[str, list[str]] = {}
+    used: dict[str, set[str]] = {}
+    for p in placed:
+        steps.setdefault(p.instance.step, []).append(p.instance.name)
+        used.setdefault(p.instance.step, set()).update(p.instance.params)
+    wsmod.write_yaml(
+        ws.meta / "metadata.yaml",
+        {
+            "study": study.name,
+            "spec": study.path,
+            "created": datetime.now().isoformat(timespec="seconds"),
+            "dependencies": {p.instance.name: list(p.instance.depends) for p in placed},
+            "used_parameters": {s: sorted(v) for s, v in used.items()},
+            "step_combinations": steps,
+            "workspaces": {p.instance.name: p.workspace for p in placed},
+            "hashws": dict(mapping),
+            "pgen": settings.pgen,
+        },
+    )
+    wsmod.write_yaml(ws.meta / "environment.yaml", wsmod.environment_snapshot())
+    if settings.pgen is not None:  # Maestro keeps a copy of the generator with the study
+        pgen = Path(settings.pgen["path"])
+        shutil.copyfile(pgen, root / pgen.name)
+    for p in placed:
+        name = p.instance.name
+        (root / p.workspace).mkdir(parents=True, exist_ok=True)
+        script = ws.script(name, p.workspace)
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(p.script)
+        script.chmod(0o755)
+        if p.restart is not None:
+            rs = ws.script(name, p.workspace, restart=True)
+            rs.write_text(p.restart)
+            rs.chmod(0o755)
+
+
+def describe_root(root: Path) -> str:
+    return os.path.relpath(root) if str(root).startswith(os.getcwd()) else str(root)

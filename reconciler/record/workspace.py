@@ -1,0 +1,225 @@
+"""The on-disk workspace: Maestro's layout, plus `.reconciler/` for the record and the engine.
+
+```
+<root>/                       <name>_<YYYYmmdd-HHMMSS> (or exactly `-o DIR`)
+  <spec>.yaml                 verbatim copy of the spec
+  batch.info                  the batch block (YAML)
+  status.csv                  Maestro's columns, rewritten atomically (throttled)
+  logs/                       engine log (background runs)
+  meta/                       parameters.yaml, metadata.yaml, environment.yaml (allowlisted)
+  <step>/<labels>/            one directory per instance:
+      <instance>.sh           the script (shebang + cmd), as Maestro writes it
+      <instance>.restart.sh   when the step has `restart:`
+      <instance>.out/.err     streamed by the process itself (appended across attempts)
+      <instance>.exit         "<exit code|timeout|cancelled> <submission>", by the job wrapper
+  .reconciler/                record.db (SQLite), engine.lock, local-job.sh (wrapper)
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from reconciler.record.store import RECORD_DIR, InstanceRow
+
+STATUS_COLUMNS = (
+    "Step Name",
+    "Job ID",
+    "Workspace",
+    "State",
+    "Run Time",
+    "Elapsed Time",
+    "Start Time",
+    "Submit Time",
+    "End Time",
+    "Number Restarts",
+    "Params",
+)
+UNKNOWN = "--"
+_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.() ]")
+# Environment variables worth keeping as provenance; never the whole environment (secrets).
+ENV_ALLOWLIST = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "HOSTNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "PWD",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "CONDA_DEFAULT_ENV",
+    "PYTHONPATH",
+)
+_SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def safe_name(text: str) -> str:
+    """Maestro's make_safe_path: keep `[A-Za-z0-9-_.() ]`, then spaces become `_`."""
+    return _UNSAFE.sub("", text).replace(" ", "_")
+
+
+def default_root(name: str, base: Path, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return base / f"{safe_name(name)}_{stamp}"
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    root: Path
+    scripts: Path | None = None  # --usetmp: scripts live here (same relative layout)
+
+    @property
+    def private(self) -> Path:
+        return self.root / RECORD_DIR
+
+    @property
+    def lock_file(self) -> Path:
+        return self.private / "engine.lock"
+
+    @property
+    def status_csv(self) -> Path:
+        return self.root / "status.csv"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def meta(self) -> Path:
+        return self.root / "meta"
+
+    def instance_dir(self, workspace: str) -> Path:
+        return self.root / workspace
+
+    def script(self, name: str, workspace: str, restart: bool = False) -> Path:
+        base = self.scripts if self.scripts is not None else self.root
+        return base / workspace / (f"{name}.restart.sh" if restart else f"{name}.sh")
+
+    def out(self, name: str, workspace: str) -> Path:
+        return self.root / workspace / f"{name}.out"
+
+    def err(self, name: str, workspace: str) -> Path:
+        return self.root / workspace / f"{name}.err"
+
+    def exit_file(self, name: str, workspace: str) -> Path:
+        return self.root / workspace / f"{name}.exit"
+
+    def engine_log(self, study_name: str) -> Path:
+        return self.logs / f"{safe_name(study_name)}.log"
+
+
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write via a temp file + rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    if mode is not None:
+        tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def _yaml_text(data: Any) -> str:
+    """Plain YAML: safe dumper, builtin types only (no python/* tags, unlike Maestro)."""
+    y = YAML(typ="safe", pure=True)
+    y.default_flow_style = False
+    buf = io.StringIO()
+    y.dump(data, buf)
+    return buf.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    write_atomic(path, _yaml_text(_plain(data)))
+
+
+def environment_snapshot(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if environ is None else environ
+    return {k: ("***" if _SECRET.search(k) else env[k]) for k in ENV_ALLOWLIST if k in env}
+
+
+# -- status.csv ----------------------------------------------------------------------------
+
+
+def _stamp(t: float | None) -> str:
+    return UNKNOWN if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    """Maestro's `0d:00h:00m:00s`."""
+    if seconds is None:
+        return UNKNOWN
+    s = max(0, int(seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{d}d:{h:02d}h:{m:02d}m:{s:02d}s"
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    return ";".join(f"{k}:{v}" for k, v in params.items())
+
+
+def status_row(r: InstanceRow, now: float) -> list[str]:
+    run = None if r.start_time is None else (r.end_time or now) - r.start_time
+    elapsed = None if r.submit_time is None else (r.end_time or now) - r.submit_time
+    return [
+        r.name,
+        r.job_id or UNKNOWN,
+        r.workspace,
+        str(r.state),
+        duration(run),
+        duration(elapsed),
+        _stamp(r.start_time),
+        _stamp(r.submit_time),
+        _stamp(r.end_time),
+        str(r.restarts),
+        format_params(r.params),
+    ]
+
+
+def write_status_csv(ws: Workspace, rows: Iterable[InstanceRow], now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(STATUS_COLUMNS)
+    w.writerows(status_row(r, now) for r in rows)
+    write_atomic(ws.status_csv, buf.getvalue())
+
+
+class StatusWriter:
+    """Rewrites status.csv at most every `interval` seconds (10k rows cost ~50 ms to write)."""
+
+    def __init__(self, ws: Workspace, interval: float = 1.0) -> None:
+        self.ws = ws
+        self.interval = interval
+        self._last = 0.0
+
+    def maybe_write(self, rows: Iterable[InstanceRow], *, force: bool = False) -> bool:
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return False
+        write_status_csv(self.ws, rows)
+        self._last = now
+        return True

@@ -1,0 +1,141 @@
+"""The adapter protocol, and the one place that starts processes (argument lists, no shell).
+
+An adapter is command builders + output parsers. The engine hands it `Job`s (everything an adapter
+needs, already placed on disk) and gets back job ids and `Observation`s; adapters never see the
+record or the engine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from reconciler.plan.states import State
+from reconciler.spec.instance import Resources
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One submission of one instance."""
+
+    name: str  # instance name (the scheduler job name tag)
+    workdir: Path  # the instance's directory
+    script: Path  # the script to run (the main one or the restart one)
+    out: Path
+    err: Path
+    exit_file: Path
+    submission: int  # 1, 2, ...: tells this submission's exit record from a previous one's
+    walltime: float | None = None  # seconds
+    shell: str = "/bin/bash"
+    job_id: str | None = None
+    start_time: float | None = None  # when it started (walltime accounting after re-attach)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    state: State
+    exit_code: int | None = None
+    end_time: float | None = None
+
+
+class SubmitError(Exception):
+    """A submission that did not happen (counts as a failed attempt)."""
+
+
+class Adapter(ABC):
+    name: str = ""
+    poll_interval: float | None = None  # None: the adapter wakes the engine itself (events)
+
+    @abstractmethod
+    def render_script(self, cmd: str, resources: Resources, *, name: str, shell: str) -> str:
+        """The text of an instance script for this scheduler."""
+
+    def prepare(self, root: Path) -> None:  # noqa: B027 - optional hook
+        """Write adapter files into a new or resumed workspace (idempotent)."""
+
+    def capacity(self) -> int | None:
+        """How many more jobs the adapter takes now; None = no limit of its own."""
+        return None
+
+    @abstractmethod
+    def submit(self, job: Job) -> str:
+        """Start one job; return its id. Raises SubmitError."""
+
+    @abstractmethod
+    def poll(self, jobs: Sequence[Job]) -> dict[str, Observation]:
+        """Observe many jobs in one call, keyed by job name. Unknown jobs come back LOST."""
+
+    @abstractmethod
+    def cancel(self, jobs: Sequence[Job]) -> None:
+        """Cancel many jobs in one call."""
+
+    def find(self, job: Job) -> str | None:
+        """The id of a submission whose id was never recorded (engine killed mid-submit)."""
+        return None
+
+    def wait(self, timeout: float) -> None:
+        """Block until something may have changed or `timeout` passed (polling adapters)."""
+        time.sleep(timeout)
+
+    def wake(self) -> None:  # noqa: B027 - optional hook
+        """Make a blocked `wait` return now (cancel/update requests)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop watching; running jobs keep running."""
+
+
+# -- process helpers: the only subprocess calls in reconciler's adapters --------------------
+
+
+def run(
+    args: Sequence[str], *, cwd: Path | None = None, timeout: float = 60.0, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a scheduler command to completion (sbatch, squeue, ...)."""
+    return subprocess.run(  # an argument list, never a shell string
+        list(args),
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def spawn(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    stdout: IO[bytes] | int | None = None,
+    stderr: IO[bytes] | int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a process in its own session (own process group: killable as a whole, and it
+    survives the engine)."""
+    return subprocess.Popen(  # an argument list, never a shell string
+        list(args),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env=None if env is None else dict(env),
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+Process = subprocess.Popen
+
+
+def wait_child(proc: subprocess.Popen[bytes], timeout: float | None) -> bool:
+    """Wait for a child started by `spawn`; False if `timeout` passed first."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True

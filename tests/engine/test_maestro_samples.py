@@ -1,0 +1,69 @@
+"""Maestro's hello-world samples run to FINISHED with the same workspace tree as Maestro's.
+
+`data/maestro_hello_trees.json` was recorded by running each sample with maestrowf 1.2.1
+(`maestro run -fg -y -s 1 -o DIR SPEC`): the step and instance directories, and the files the
+steps' commands produced. Scripts and logs are named differently on purpose (`<instance>.out`,
+streamed, instead of Maestro's `<instance>.<pid>.out`), so they are not compared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.record.store import Store
+
+pytestmark = pytest.mark.timeout(120)
+
+HERE = Path(__file__).parent
+SAMPLES = HERE.parent / "conformance" / "maestro" / "samples" / "hello_world"
+GOLDEN = json.loads((HERE / "data" / "maestro_hello_trees.json").read_text())
+
+
+@pytest.mark.parametrize("sample", sorted(GOLDEN))
+def test_sample_tree_matches_maestro(sample: str, tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "run",
+            "-fg",
+            "-y",
+            "-o",
+            str(out),
+            str(SAMPLES / f"{sample}.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=110,
+    )
+    assert r.returncode == GOLDEN[sample]["rc"] == 0, r.stderr
+    rel = [p.relative_to(out) for p in out.rglob("*")]
+    dirs = sorted(
+        str(p)
+        for p in rel
+        if (out / p).is_dir() and p.parts[0] not in ("meta", "logs", ".reconciler")
+    )
+    assert dirs == GOLDEN[sample]["dirs"]
+    steps = {d.split("/")[0] for d in dirs}
+    produced = sorted(
+        str(p)
+        for p in rel
+        if (out / p).is_file()
+        and p.parts[0] in steps
+        and not p.name.endswith((".sh", ".out", ".err", ".exit"))
+    )
+    assert produced == GOLDEN[sample]["produced"]
+    store = Store.open(out)
+    try:
+        states = {row.state for row in store.instances()}
+    finally:
+        store.close()
+    assert states == {"FINISHED"}

@@ -1,0 +1,140 @@
+"""kill -9 of a background engine, then resume: nothing lost, nothing run twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import lines, rows, wait_for
+
+from reconciler.engine import api
+from reconciler.engine.converge import EXIT_OK
+from reconciler.engine.lock import read_holder
+from reconciler.plan.states import IN_FLIGHT, State
+
+pytestmark = pytest.mark.timeout(60)
+
+STUDY = """
+- name: a
+  description: d
+  run:
+    cmd: |
+      echo $(X) > /dev/null
+      echo a_$(X) >> $(SPECROOT)/count.txt
+      sleep 0.4
+- name: b
+  description: d
+  run:
+    cmd: echo b_$(X) >> $(SPECROOT)/count.txt; sleep 0.2
+    depends: [a]
+- name: c
+  description: funnel
+  run:
+    cmd: echo c >> $(SPECROOT)/count.txt
+    depends: [b_*]
+"""
+PARAMS = "X:\n  values: [1, 2, 3, 4]\n  label: X.%%"
+
+
+def _kill_engine(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)  # our child (start_background): reap it so its lock is gone
+
+
+def test_kill9_mid_study_then_resume_runs_everything_exactly_once(study_dir, tmp_path) -> None:
+    root = study_dir(STUDY, PARAMS, slots=2)
+    pid = api.start_background(root, slots=2)
+    # Kill when some instances finished and others are still running.
+    wait_for(
+        lambda: (
+            any(r.state is State.FINISHED for r in rows(root).values())
+            and any(r.state in IN_FLIGHT for r in rows(root).values())
+        )
+    )
+    _kill_engine(pid)
+    assert api.engine_holder(root) is None
+    before = rows(root)
+    assert any(r.state in IN_FLIGHT for r in before.values())
+    outcome = api.run_engine(root)
+    assert outcome.code == EXIT_OK
+    ran = lines(tmp_path / "count.txt")
+    expected = [f"a_{x}" for x in "1234"] + [f"b_{x}" for x in "1234"] + ["c"]
+    assert sorted(ran) == sorted(expected)  # every instance exactly once
+    after = rows(root)
+    assert all(r.state is State.FINISHED for r in after.values())
+    assert all(r.attempts == 1 for r in after.values())
+    for name, r in before.items():  # what had finished kept its job id
+        if r.state is State.FINISHED:
+            assert after[name].job_id == r.job_id
+
+
+def test_job_gone_without_exit_code_is_lost_then_retried(study_dir, tmp_path: Path) -> None:
+    root = study_dir(
+        """
+        - name: a
+          description: first run hangs until killed, the retry passes
+          run:
+            cmd: |
+              echo run >> $(SPECROOT)/runs.txt
+              if [ ! -e $(SPECROOT)/marker ]; then touch $(SPECROOT)/marker; sleep 30; fi
+        """,
+        attempts=2,
+    )
+    pid = api.start_background(root)
+    wait_for(lambda: (tmp_path / "marker").exists() and rows(root)["a"].job_id is not None)
+    _kill_engine(pid)
+    job = int(rows(root)["a"].job_id or 0)
+    os.killpg(job, signal.SIGKILL)  # the job dies while no engine watches: no exit record
+    wait_for(lambda: not Path(f"/proc/{job}").exists() or _zombie(job))
+    assert api.run_engine(root).code == EXIT_OK
+    r = rows(root)["a"]
+    assert r.state is State.FINISHED and r.attempts == 2
+    assert lines(tmp_path / "runs.txt") == ["run", "run"]
+
+
+def test_running_job_is_reattached_and_its_exit_recorded(study_dir, tmp_path: Path) -> None:
+    root = study_dir(
+        """
+        - name: a
+          description: d
+          run:
+            cmd: echo $$ > $(SPECROOT)/pid; sleep 0.8; echo done >> $(SPECROOT)/runs.txt
+        """
+    )
+    pid = api.start_background(root)
+    wait_for(lambda: (tmp_path / "pid").exists() and rows(root)["a"].job_id is not None)
+    _kill_engine(pid)
+    job_id = rows(root)["a"].job_id
+    assert api.run_engine(root).code == EXIT_OK
+    r = rows(root)["a"]
+    assert r.job_id == job_id and r.attempts == 1
+    assert lines(tmp_path / "runs.txt") == ["done"]
+
+
+def test_second_background_engine_is_refused(study_dir) -> None:
+    root = study_dir("- name: a\n  description: d\n  run:\n    cmd: sleep 30")
+    pid = api.start_background(root)
+    try:
+        wait_for(lambda: read_holder(root / ".reconciler" / "engine.lock").get("pid") == pid)
+        proc = subprocess.run(
+            [sys.executable, "-m", "reconciler.engine", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 2
+        assert f"pid {pid}" in proc.stderr and "another engine" in proc.stderr
+    finally:
+        api.cancel(root)
+        os.waitpid(pid, 0)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
