@@ -32,7 +32,10 @@ def check_step_names(spec: Spec, pos: Positions, out: Collector) -> dict[str, in
     """Valid, unique step names → their index in `study`."""
     first: dict[str, int] = {}
     for i, step in enumerate(spec.study):
-        where = pos.value(("study", i, "name"))
+
+        def where(i: int = i) -> tuple[int, int] | None:
+            return pos.value(("study", i, "name"))
+
         if not STEP_NAME.match(step.name) or step.name.endswith(".workspace"):
             out.error(
                 f"step name '{step.name}' cannot be used as a directory name: use letters, "
@@ -62,7 +65,10 @@ def step_edges(
         seen: set[str] = set()
         parents: list[Edge] = []
         for j, dep in enumerate(step.run.depends):
-            where = pos.value(("study", i, "run", "depends", j))
+
+            def where(i: int = i, j: int = j) -> tuple[int, int] | None:
+                return pos.value(("study", i, "run", "depends", j))
+
             funnel = dep.endswith(FUNNEL)
             parent = dep[: -len(FUNNEL)] if funnel else dep
             if dep in seen:
@@ -121,9 +127,12 @@ def check_parameters(params: ParameterSet, pos: Positions, out: Collector) -> No
             pos.key(("global.parameters",)),
         )
     for name, labels in params.labels.items():
-        where = pos.value(("global.parameters", name, "label")) or pos.key(
-            ("global.parameters", name)
-        )
+
+        def where(name: str = name) -> tuple[int, int] | None:
+            return pos.value(("global.parameters", name, "label")) or pos.key(
+                ("global.parameters", name)
+            )
+
         owner: dict[str, str] = {}
         for value, label in zip(params.values[name], labels, strict=False):
             if "/" in label or label in (".", "..") or "\x00" in label:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -45,6 +46,16 @@ class SpecError(Exception):
         return "\n".join(str(d) for d in self.diagnostics if d.severity == "error")
 
 
+Where = tuple[int, int] | None | Callable[[], "tuple[int, int] | None"]
+
+
+def _place(pos: Where) -> tuple[int, int]:
+    # A callable defers the lookup: finding positions costs a second, slower parse, which a
+    # valid spec should never pay for.
+    found = pos() if callable(pos) else pos
+    return found or (0, 0)
+
+
 class Collector:
     """Gathers diagnostics for one file, then raises them all at once."""
 
@@ -52,12 +63,12 @@ class Collector:
         self.file = file
         self.items: list[Diagnostic] = []
 
-    def error(self, message: str, pos: tuple[int, int] | None = None) -> None:
-        line, col = pos or (0, 0)
+    def error(self, message: str, pos: Where = None) -> None:
+        line, col = _place(pos)
         self.items.append(Diagnostic(self.file, line, col, message))
 
-    def warn(self, message: str, pos: tuple[int, int] | None = None) -> None:
-        line, col = pos or (0, 0)
+    def warn(self, message: str, pos: Where = None) -> None:
+        line, col = _place(pos)
         self.items.append(Diagnostic(self.file, line, col, message, "warning"))
 
     @property

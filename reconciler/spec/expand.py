@@ -87,13 +87,13 @@ def resolve_variables(ctx: Context) -> dict[str, str]:
     """
     env = ctx.spec.env
     raw: dict[str, str] = {}
-    where: dict[str, tuple[int, int] | None] = {}
+    where: dict[str, tuple[str, ...]] = {}
     for block in ("variables", "labels"):
         for k, v in getattr(env, block).items():
             if k == OUTPUT_PATH and block == "variables":
                 continue  # the study root's parent, not a text macro (see instance.py)
             raw[k] = str(v)  # a name defined twice is reported by check_names_unique
-            where[k] = ctx.pos.value(("env", block, k))
+            where[k] = ("env", block, k)
     resolved: dict[str, str] = {}
     visiting: list[str] = []
 
@@ -102,7 +102,10 @@ def resolve_variables(ctx: Context) -> dict[str, str]:
             return resolved[name]
         if name in visiting:
             ring = [*visiting[visiting.index(name) :], name]
-            ctx.out.error("variable cycle: " + " → ".join(f"$({n})" for n in ring), where[name])
+            ctx.out.error(
+                "variable cycle: " + " → ".join(f"$({n})" for n in ring),
+                ctx.pos.value(where[name]),
+            )
             resolved[name] = raw[name]
             return raw[name]
         visiting.append(name)
@@ -129,15 +132,16 @@ def check_names_unique(ctx: Context) -> None:
     """Variable, label, dependency and parameter names share one namespace."""
     env = ctx.spec.env
     owner: dict[str, str] = {}
-    entries: list[tuple[str, str, tuple[int, int] | None]] = []
-    entries += [(k, "variable", ctx.pos.key(("env", "variables", k))) for k in env.variables]
-    entries += [(k, "label", ctx.pos.key(("env", "labels", k))) for k in env.labels]
+    entries: list[tuple[str, str, tuple[str | int, ...]]] = []
+    entries += [(k, "variable", ("env", "variables", k)) for k in env.variables]
+    entries += [(k, "label", ("env", "labels", k)) for k in env.labels]
     for kind in ("paths", "git"):
         for i, d in enumerate(getattr(env.dependencies, kind)):
-            entries.append((d.name, "dependency", ctx.pos.value(("env", "dependencies", kind, i))))
-    entries += [(k, "parameter", ctx.pos.key(("global.parameters", k))) for k in ctx.params.values]
-    for name, kind, where in entries:
+            entries.append((d.name, "dependency", ("env", "dependencies", kind, i)))
+    entries += [(k, "parameter", ("global.parameters", k)) for k in ctx.params.values]
+    for name, kind, path in entries:
         if name in owner:
+            where = ctx.pos.key(path) if kind != "dependency" else ctx.pos.value(path)
             ctx.out.error(
                 f"the {kind} name '{name}' is already taken by a {owner[name]}; variable, "
                 "label, dependency and parameter names must all be unique",
