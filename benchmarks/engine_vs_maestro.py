@@ -23,10 +23,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import venv
 from collections.abc import Callable
 from pathlib import Path
+
+from common import timed
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reconciler-bench"
 
@@ -59,19 +60,6 @@ def chain_spec(length: int) -> str:
             f'    run: {{cmd: "echo {i} > out.txt"{dep}}}\n'
         )
     return "description: {name: chain, description: a chain}\nstudy:\n" + "".join(steps)
-
-
-def timed(argv: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of the process tree's largest member."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        sys.exit(f"failed ({code}): {' '.join(argv)}\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def maestro() -> Path:

@@ -15,8 +15,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import timed
 
 
 def make_spec(instances: int) -> str:
@@ -41,16 +42,6 @@ study:
 global.parameters:
   P: {{values: [{values}], label: "P.%%"}}
 """
-
-
-def run_once(argv: list[str]) -> tuple[float, float]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"benchmark command failed: {' '.join(argv)}")
-    return wall, usage.ru_maxrss / 1024  # KiB → MiB
 
 
 def main() -> None:
@@ -83,7 +74,7 @@ def main() -> None:
         print(f"spec with {count} instances; {args.runs} runs each; cores: {os.cpu_count()}")
         print(f"  load+validate+expand in process (one run): {float(inproc):.3f} s")
         for name, argv in figures.items():
-            runs = [run_once(argv) for _ in range(args.runs)]
+            runs = [timed(argv) for _ in range(args.runs)]
             walls = sorted(w for w, _ in runs)
             rss = max(m for _, m in runs)
             print(
