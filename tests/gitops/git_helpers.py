@@ -1,0 +1,40 @@
+"""Helpers for tests on real git repositories made in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+
+
+def make_repo(path: Path, *, bare: bool = False, branch: str = "main") -> git.Repo:
+    repo = git.Repo.init(path, bare=bare, initial_branch=branch)
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "Test User")
+        cw.set_value("user", "email", "test@example.com")
+    return repo
+
+
+def commit(repo: git.Repo, files: dict[str, str | None], message: str = "change") -> str:
+    """Write (or, for None, delete) files in the work tree and commit them; the new SHA."""
+    root = Path(repo.working_tree_dir or "")
+    for rel, text in files.items():
+        path = root / rel
+        if text is None:
+            repo.index.remove([rel], working_tree=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        repo.index.add([rel])
+    return repo.index.commit(message).hexsha
+
+
+def spec(name: str, *, env: str = "", cmd: str = "echo hi", extra: str = "") -> str:
+    """A small valid spec; `env` is the indented body of the env: block."""
+    env_block = f"env:\n{env}\n" if env else ""
+    return (
+        f"description:\n  name: {name}\n  description: a test study\n"
+        f"{env_block}"
+        f"study:\n  - name: step\n    description: one step\n    run:\n      cmd: {cmd}\n"
+        f"{extra}"
+    )
