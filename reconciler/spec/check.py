@@ -18,7 +18,7 @@ from reconciler.spec.model import Spec
 from reconciler.spec.pgen import ParameterSet, safe_name
 
 # A step name becomes a directory and part of file names: no separators, nothing hidden.
-STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.()\-]*$")
+STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # what $(name.workspace) can name
 FUNNEL = "_*"
 
 
@@ -39,7 +39,7 @@ def check_step_names(spec: Spec, pos: Positions, out: Collector) -> dict[str, in
         if not STEP_NAME.match(step.name) or step.name.endswith(".workspace"):
             out.error(
                 f"step name '{step.name}' cannot be used as a directory name: use letters, "
-                "digits and - _ . ( ), starting with a letter or digit",
+                "digits and - _ ., starting with a letter or digit",
                 where,
             )
         if step.name in first:
@@ -143,6 +143,13 @@ def check_parameters(params: ParameterSet, pos: Positions, out: Collector) -> No
                 )
                 continue
             disk = safe_name(label)
+            if disk in (".", ".."):  # e.g. '..!' loses its '!' and would name the step's parent
+                out.error(
+                    f"parameter {name}: value {value!r} gives label '{label}', which becomes the "
+                    f"directory name '{disk}' and would escape its workspace directory",
+                    where,
+                )
+                continue
             if not disk:
                 out.error(
                     f"parameter {name}: label '{label}' has no character usable in a directory "

@@ -48,6 +48,9 @@ COUNT_KEYS = (
 )
 
 
+# File names are at most 255 bytes on Linux and macOS; `<instance>.restart.sh` is the longest.
+NAME_MAX = 255
+LONGEST_SUFFIX = ".restart.sh"
 RESOURCE_TEXTS = (*COUNT_KEYS, "walltime", "bind", "bind_gpus", "reservation", "qos", "exclusive")
 
 
@@ -308,6 +311,14 @@ def expand(ctx: Context, plans: dict[str, StepPlan], order: list[str]) -> Expand
             ws = f"{name}/{safe_name(label)}" if used else name
             if used and ctx.hashws:
                 ws = f"{name}/{name}_instance_{k}"
+            if len(iname.encode()) + len(LONGEST_SUFFIX) > NAME_MAX and "long" not in reported:
+                reported.add("long")  # once per step
+                ctx.out.error(
+                    f"step '{name}': instance name '{iname[:60]}…' is {len(iname.encode())} "
+                    f"bytes; its files ('<instance>{LONGEST_SUFFIX}') must fit in {NAME_MAX}: "
+                    "use shorter labels",
+                    ctx.pos.value(("study", plan.index, "name")),
+                )
             values = {p: params.values[p][row] for p in used}
             parents = _parents(ctx, name, row, plans, by_key)
             texts = _render(ctx, plan, row, ws, plans, by_key)

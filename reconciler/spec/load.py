@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MantissaNoDotYAML1_1Warning, MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver
 
 from reconciler.spec.diagnostics import Collector
@@ -50,7 +51,8 @@ class Positions:
             return
         text, self.text = self.text, None
         # The fast parse accepted this text already; positions are a courtesy.
-        with contextlib.suppress(YAMLError, _TooBig, RecursionError):
+        with contextlib.suppress(YAMLError, _TooBig, RecursionError), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             _to_plain(_round_trip().load(text), (), self, [MAX_NODES])
 
     def key(self, path: Path) -> tuple[int, int] | None:
@@ -197,7 +199,7 @@ def _fast_parse(text: str) -> tuple[Any, Positions] | None:
         if "CParser" not in getattr(yaml.Parser, "__name__", ""):
             return None
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MantissaNoDotYAML1_1Warning)
+            warnings.simplefilter("ignore")  # ruamel's warnings are not for spec authors
             doc = yaml.load(text)
         pos = Positions(text=text, lines=text.splitlines())
         return _to_plain(doc, (), pos, [MAX_NODES]), pos
@@ -219,7 +221,7 @@ def parse_yaml(text: str, out: Collector) -> tuple[Any, Positions] | None:
     pos = Positions(lines=text.splitlines())
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MantissaNoDotYAML1_1Warning)
+            warnings.simplefilter("ignore")
             doc = _round_trip().load(text)
         return _to_plain(doc, (), pos, [MAX_NODES]), pos
     except MarkedYAMLError as e:
@@ -233,8 +235,13 @@ def parse_yaml(text: str, out: Collector) -> tuple[Any, Positions] | None:
         out.error(str(e), (1, 1))
     except RecursionError:
         out.error(f"the document is nested more than {MAX_DEPTH} levels deep", (1, 1))
+    except ReaderError as e:  # a character YAML forbids, such as NUL: place it in the text
+        before = text[: e.position]
+        line, col = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
+        char = e.character if isinstance(e.character, str) else chr(e.character)
+        out.error(f"the file contains a character YAML does not allow ({char!r})", (line, col))
     except YAMLError as e:
-        out.error(f"YAML error: {e}", (1, 1))
+        out.error(f"YAML error: {' '.join(str(e).split())}", (1, 1))
     return None
 
 
@@ -322,6 +329,9 @@ _EXPECT = {
     "label": "a string in which '%%' stands for the value, such as 'SIZE.%%'",
     "study": "a non-empty list of steps",
     "type": "one of local, slurm, lsf, flux, pbs",
+    "retries": "an integer ≥ 0",
+    "throttle": "an integer ≥ 0 (0 = no limit)",
+    "backoff": "a number of seconds ≥ 0",
 }
 
 
@@ -376,6 +386,10 @@ def _explain(e: ValidationError, data: dict[str, Any], pos: Positions) -> Iterat
         seen.add(real)
         field_name = next((p for p in reversed(real) if isinstance(p, str)), "")
         expect = _EXPECT.get(str(field_name))
+        if real and isinstance(real[-1], int) and field_name == "values":
+            expect = "a string, a number or true/false (not null)"  # one item of the list
+        if len(real) >= 4 and real[0] == "env" and real[1] == "dependencies" and real[-1] == "name":
+            expect = "a name of letters, digits and '_' (it is used as $(NAME) and a directory)"
         if real[:2] in (("env", "variables"), ("env", "labels")) and len(real) == 3:
             expect = "a non-empty string or a number"
         shown = "null" if value is None else repr(value)
@@ -387,6 +401,15 @@ def _explain(e: ValidationError, data: dict[str, Any], pos: Positions) -> Iterat
             msg = err["msg"]
             if kind in ("string_too_short", "too_short"):
                 msg = "must not be empty"
+            elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+                op = {
+                    "greater_than_equal": "≥",
+                    "greater_than": ">",
+                    "less_than_equal": "≤",
+                    "less_than": "<",
+                }[kind]
+                bound = next(iter((err.get("ctx") or {}).values()), "")
+                msg = f"must be {op} {bound}"
             elif kind.endswith("_type") or kind.startswith("string"):
                 msg = f"must be {_type_words(kind)}"
             yield f"{_context(real, data)} {msg}; got {shown}", pos.value(real)

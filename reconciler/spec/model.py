@@ -35,13 +35,17 @@ class Description(BaseModel):
     description: NonEmpty
 
 
+# A dependency is referenced as $(NAME) and becomes a directory name: word characters only.
+DependencyName = Annotated[str, StringConstraints(pattern=r"^\w+$")]
+
+
 class PathDependency(Closed):
-    name: NonEmpty
+    name: DependencyName
     path: NonEmpty
 
 
 class GitDependency(Closed):
-    name: NonEmpty
+    name: DependencyName
     path: NonEmpty
     url: NonEmpty
     tag: str | None = None

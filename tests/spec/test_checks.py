@@ -275,8 +275,14 @@ def test_step_name_ending_in_workspace(reject: Reject) -> None:
 
 
 def test_step_names_with_maestro_punctuation_are_fine(load: Load) -> None:
-    s = load(study(step("run-lulesh"), step("post.process(1)", depends="[run-lulesh]")))
-    assert [i.name for i in s.instances] == ["run-lulesh", "post.process(1)"]
+    s = load(study(step("run-lulesh"), step("post.process_1", depends="[run-lulesh]")))
+    assert [i.name for i in s.instances] == ["run-lulesh", "post.process_1"]
+
+
+def test_step_names_with_parentheses_are_refused(reject: Reject) -> None:
+    # `$(post(1).workspace)` could never name such a step: the token would reach bash as text.
+    d = only(reject(study(step("post(1)"))))
+    assert "cannot be used as a directory name" in d.message
 
 
 # ---- variables and names ----------------------------------------------------------------
