@@ -63,7 +63,7 @@ def _launch(root: Path, *, fg: bool, slots: int | None) -> None:
         out.print(f"Follow it with: reconciler status {root}")
         raise typer.Exit(EXIT_OK)
     store = _open(root)
-    total = len(store.instances())
+    total = sum(store.counts().values())  # a count, not every row decoded
     store.close()
     try:
         if sys.stdout.isatty():

@@ -1,9 +1,14 @@
 """The loop that takes a study's record to "every instance ended".
 
-Level-triggered and idempotent: each pass re-reads the record, re-observes the adapter, and derives
-what to do from those alone, so a pass run by a freshly started engine after a crash does the same
-as one run by the engine that crashed. Intent is committed before a submit, so no instance is
-submitted twice; a submit whose job id never reached the record is found again by the adapter.
+Level-triggered and idempotent: each pass starts from the record, re-observes the adapter, and
+derives what to do from those alone, so a pass run by a freshly started engine after a crash does
+the same as one run by the engine that crashed. Intent is committed before a submit, so no instance
+is submitted twice; a submit whose job id never reached the record is found again by the adapter.
+
+The record is read in full at start and whenever another process wrote to it (SQLite's
+`data_version`: `cancel`, `update`); otherwise the engine's in-memory rows *are* the record, since
+it commits every change it makes. An index over them (`view.View`) keeps a pass proportional to
+what changed (jobs that ended, rows that became ready), not to the study's size.
 
 A pass: cancel what is flagged → observe in-flight jobs → apply policies (retry, restart) →
 propagate BLOCKED/CANCELLED → submit ready instances (throttle) → status.csv. Then wait: for the
@@ -22,7 +27,8 @@ from types import FrameType
 from typing import Any
 
 from reconciler.engine.policies import Policy
-from reconciler.plan.states import BLOCKING, IN_FLIGHT, TERMINAL, State
+from reconciler.engine.view import View
+from reconciler.plan.states import BLOCKING, IN_FLIGHT, State
 from reconciler.record.store import DYNAMIC, Event, InstanceRow, Store
 from reconciler.record.workspace import StatusWriter, Workspace
 from reconciler.schedulers import get_adapter
@@ -48,13 +54,6 @@ def outcome_code(counts: dict[str, int]) -> int:
     return EXIT_OK
 
 
-def count_states(rows: list[InstanceRow]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.state] = counts.get(r.state, 0) + 1
-    return counts
-
-
 class Engine:
     def __init__(
         self,
@@ -74,16 +73,31 @@ class Engine:
         )
         self.adapter.prepare(root)
         self.on_pass = on_pass
-        self.rows = self.store.instances()  # static columns kept; dynamic ones re-read per pass
+        # Before the rows: a write that lands after this read is seen as a change next pass.
+        self.data_version = self.store.data_version()
+        self.rows = self.store.instances()  # static columns kept; dynamic ones re-read on change
         self.by_name = {r.name: r for r in self.rows}
         self.parents = {r.name: [self.by_name[p] for p in r.depends] for r in self.rows}
+        self.view = View(self.rows)
         self.status = StatusWriter(self.ws)
-        self.control_seq = -1
-        self.policy = Policy()
+        self.control_seq = self.store.control_seq()
+        self.policy = Policy.from_settings(self.store.settings())
         self.changes: dict[str, dict[str, Any]] = {}
         self.events: list[Event] = []
 
     # -- record helpers --------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Re-read the record if another process wrote to it since we last looked."""
+        version = self.store.data_version()
+        if version == self.data_version:
+            return
+        self.data_version = version
+        seq = self.store.control_seq()
+        if seq != self.control_seq:
+            self.control_seq = seq
+            self.policy = Policy.from_settings(self.store.settings())
+        self._refresh()
 
     def _refresh(self) -> None:
         for values in self.store.dynamic():
@@ -92,11 +106,15 @@ class Engine:
                 setattr(
                     row, col, State(v) if col == "state" else bool(v) if col in _BOOL_COLUMNS else v
                 )
+        self.view.rebuild()
 
     def _set(self, row: InstanceRow, **cols: Any) -> None:
+        old = row.state
         for k, v in cols.items():
             setattr(row, k, v)
         self.changes.setdefault(row.name, {}).update(cols)
+        if "state" in cols or "not_before" in cols:
+            self.view.moved(row, old)
 
     def _event(self, row: InstanceRow | None, kind: str, detail: str = "") -> None:
         self.events.append(Event(kind, None if row is None else row.name, detail))
@@ -140,7 +158,7 @@ class Engine:
             if in_main:
                 signal.signal(signal.SIGUSR1, previous)
             self.adapter.close()
-        counts = count_states(self.rows)
+        counts = self.view.state_counts()
         code = outcome_code(counts)
         if done:
             self.store.log([Event("study-ended", detail=json.dumps({"code": code, **counts}))])
@@ -148,38 +166,35 @@ class Engine:
 
     def run_pass(self, *, launch: bool = True) -> tuple[bool, float]:
         """One pass; returns (study ended, how long to wait before the next)."""
-        seq = self.store.control_seq()
-        if seq != self.control_seq:
-            self.control_seq = seq
-            self.policy = Policy.from_settings(self.store.settings())
-        self._refresh()
+        self._sync()
         now = time.time()
         self._cancel(now)
         self._observe(now)
         self._propagate()
-        self._commit()
-        if launch:
-            self._launch()
+        ready = self._intend() if launch else []
+        self._commit()  # one transaction: what was observed, and the intent to submit `ready`
+        if ready:
+            self._submit(ready)
         self.status.maybe_write(self.rows)
         if self.on_pass is not None:
-            self.on_pass(count_states(self.rows))
-        pending = [r for r in self.rows if r.state is State.INITIALIZED or r.state in IN_FLIGHT]
-        if not pending:
+            self.on_pass(self.view.state_counts())
+        if not self.view.pending():
             return True, 0.0
-        return False, self._timeout(pending)
+        return False, self._timeout()
 
-    def _timeout(self, pending: list[InstanceRow]) -> float:
+    def _timeout(self) -> float:
         if self.adapter.poll_interval is not None:
             return float(self.store.settings()["sleep"]) or self.adapter.poll_interval
+        if self.view.spread:  # a submit failed this pass: propagate it now, not on a wake-up
+            return 0.0
         timeout = CONTROL_INTERVAL
-        now = time.time()
-        for r in pending:
-            if r.not_before is not None and r.state is State.INITIALIZED:
-                timeout = min(timeout, max(0.0, r.not_before - now))
+        backoff = self.view.next_backoff()
+        if backoff is not None:
+            timeout = min(timeout, max(0.0, backoff - time.time()))
         return timeout
 
     def _cancel(self, now: float) -> None:
-        flagged = [r for r in self.rows if r.cancel and r.state not in TERMINAL]
+        flagged = self.view.take_flagged()
         if not flagged:
             return
         running = [r for r in flagged if r.state in IN_FLIGHT and r.job_id]
@@ -190,7 +205,7 @@ class Engine:
             self._event(r, "cancelled")
 
     def _observe(self, now: float) -> None:
-        in_flight = [r for r in self.rows if r.state in IN_FLIGHT]
+        in_flight = [self.view.in_flight[i] for i in sorted(self.view.in_flight)]
         unconfirmed = [r for r in in_flight if not r.job_id]
         for r in unconfirmed:  # intent recorded, id not: the engine died inside submit
             found = self.adapter.find(self.job(r))
@@ -223,9 +238,7 @@ class Engine:
         self._event(r, kind, detail)
 
     def _propagate(self) -> None:
-        for r in self.rows:  # topological order: one sweep reaches every descendant
-            if r.state is not State.INITIALIZED:
-                continue
+        for r in self.view.propagation_order():  # topological: reaches every descendant
             parents = self.parents[r.name]
             if any(p.state in BLOCKING for p in parents):
                 self._set(r, state=State.BLOCKED)
@@ -235,26 +248,15 @@ class Engine:
                 self._set(r, state=State.CANCELLED)
                 self._event(r, "cancelled", "upstream cancelled")
 
-    def _launch(self) -> None:
+    def _intend(self) -> list[InstanceRow]:
+        """Pick the instances to submit now and record the intent (committed by the caller
+        before any process starts)."""
         now = time.time()
-        in_flight = sum(1 for r in self.rows if r.state in IN_FLIGHT)
-        room = self.policy.launchable(in_flight, self.adapter.capacity())
+        room = self.policy.launchable(len(self.view.in_flight), self.adapter.capacity())
         if room <= 0:
-            return
-        ready: list[InstanceRow] = []
-        for r in self.rows:
-            if len(ready) >= room:
-                break
-            if (
-                r.state is State.INITIALIZED
-                and not r.cancel
-                and (r.not_before is None or r.not_before <= now)
-                and all(p.state is State.FINISHED for p in self.parents[r.name])
-            ):
-                ready.append(r)
-        if not ready:
-            return
-        for r in ready:  # intent first: committed before any process starts
+            return []
+        ready = self.view.take_ready(room, now)
+        for r in ready:
             self._set(
                 r,
                 state=State.PENDING,
@@ -266,7 +268,9 @@ class Engine:
                 exit_code=None,
                 not_before=None,
             )
-        self._commit()
+        return ready
+
+    def _submit(self, ready: list[InstanceRow]) -> None:
         for r in ready:
             job = self.job(r)
             try:

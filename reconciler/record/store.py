@@ -326,6 +326,11 @@ class Store:
         row = self.db.execute(f"SELECT {', '.join(SETTINGS)} FROM study WHERE id = 1").fetchone()
         return dict(row)
 
+    def data_version(self) -> int:
+        """Changes whenever *another* connection commits to the record (SQLite's
+        `PRAGMA data_version`); the engine re-reads rows only then."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
     def control_seq(self) -> int:
         """What the engine checks on every wake-up (one tiny query): changed = act now."""
         return int(self.db.execute("SELECT control_seq FROM study WHERE id = 1").fetchone()[0])

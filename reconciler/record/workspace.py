@@ -31,6 +31,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from reconciler.record import plainyaml
 from reconciler.record.store import RECORD_DIR, InstanceRow
 
 STATUS_COLUMNS = (
@@ -131,8 +132,23 @@ def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
     os.replace(tmp, path)
 
 
+_FAST_FROM = 64  # entries: below this ruamel's few milliseconds do not matter
+
+
+def _entries(data: Any) -> int:
+    if not isinstance(data, Mapping):
+        return 0
+    return sum(len(v) if isinstance(v, Mapping | list) else 1 for v in data.values())
+
+
 def _yaml_text(data: Any) -> str:
-    """Plain YAML: safe dumper, builtin types only (no python/* tags, unlike Maestro)."""
+    """Plain YAML: safe dumper, builtin types only (no python/* tags, unlike Maestro). Big
+    documents (one entry per instance) go through the fast emitter when their shape allows;
+    small ones, and any other shape, through ruamel."""
+    if _entries(data) >= _FAST_FROM:
+        fast = plainyaml.dump(data)
+        if fast is not None:
+            return fast
     y = YAML(typ="safe", pure=True)
     y.default_flow_style = False
     buf = io.StringIO()
@@ -209,17 +225,45 @@ def write_status_csv(ws: Workspace, rows: Iterable[InstanceRow], now: float | No
 
 
 class StatusWriter:
-    """Rewrites status.csv at most every `interval` seconds (10k rows cost ~50 ms to write)."""
+    """Rewrites status.csv at most every `interval` seconds.
+
+    A row's line only depends on the clock while it is in flight (run and elapsed time); every
+    other line is kept formatted and reused while its row is unchanged, so a rewrite of a 10,000-
+    instance study mostly joins cached strings instead of formatting 10,000 rows (~80 ms) again.
+    """
 
     def __init__(self, ws: Workspace, interval: float = 1.0) -> None:
         self.ws = ws
         self.interval = interval
         self._last = 0.0
+        self._lines: dict[str, tuple[tuple[Any, ...], str]] = {}  # name -> (row key, line)
+        self._buf = io.StringIO()
+        self._csv = csv.writer(self._buf, lineterminator="\n")
 
     def maybe_write(self, rows: Iterable[InstanceRow], *, force: bool = False) -> bool:
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return False
-        write_status_csv(self.ws, rows)
+        self._write(rows, time.time())
         self._last = now
         return True
+
+    def _line(self, fields: list[str]) -> str:
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._csv.writerow(fields)
+        return self._buf.getvalue()
+
+    def _write(self, rows: Iterable[InstanceRow], now: float) -> None:
+        parts = [self._line(list(STATUS_COLUMNS))]
+        for r in rows:
+            key = (r.state, r.job_id, r.start_time, r.submit_time, r.end_time, r.restarts)
+            hit = self._lines.get(r.name)
+            if hit is not None and hit[0] == key:
+                parts.append(hit[1])
+                continue
+            line = self._line(status_row(r, now))
+            if r.end_time is not None or (r.start_time is None and r.submit_time is None):
+                self._lines[r.name] = (key, line)  # independent of `now`
+            parts.append(line)
+        write_atomic(self.ws.status_csv, "".join(parts))

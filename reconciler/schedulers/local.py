@@ -1,13 +1,23 @@
 """The local adapter: instance scripts in parallel on this host, up to N slots.
 
-Each job runs `bash local-job.sh EXIT_FILE SUBMISSION SHELL SCRIPT` in its own session, with stdout
-and stderr going straight to the instance's files. The wrapper writes `<rc> <submission>` to the
-exit file when the script ends, so the end of a job is known even if the engine was dead then.
-The job id is the wrapper's pid (the process group leader).
+Each job runs `/bin/sh local-job.sh EXIT_FILE SUBMISSION SHELL SCRIPT OUT ERR` in its own session;
+the wrapper points its stdout and stderr at the instance's files (appending) and runs the script,
+whose output goes straight there. It writes `<rc> <submission>` to the exit file when the script
+ends, so the end of a job is known even if the engine was dead then. The job id is the wrapper's pid
+(the process group leader).
 
-One thread per job waits for it (children via waitpid, re-attached processes via a pidfd) and
-enforces the walltime; every end writes to a self-pipe that `wait` selects on, so the engine
-reacts to a child's exit at once instead of sleeping.
+The wrapper is the per-job overhead on top of the script itself, so it is as cheap as it can be:
+POSIX sh (dash where /bin/sh is dash: about half of bash's start-up) and no helper process (a
+`mv` for an atomic rename would cost another exec per job). It, not the engine, creates the output
+files: file creation costs a few hundred microseconds on some filesystems, and the engine's
+submit path is serial while the wrappers run in parallel. Its one `printf >` is a single small
+write; a reader that catches it half-done sees no second field or a truncated submission number,
+which `read_exit` rejects, so a torn record is never taken for an exit code.
+
+One reaper thread waits for every job (a pidfd per job in one epoll: `reaper.py`) and enforces
+walltimes; where pidfds are missing (Linux < 5.3) a thread per job does the same. Every end writes
+to a self-pipe that `wait` selects on, so the engine reacts to a child's exit at once instead of
+sleeping.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import contextlib
 import os
 import select
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -24,18 +35,27 @@ from pathlib import Path
 from reconciler.plan.states import State
 from reconciler.schedulers import base
 from reconciler.schedulers.base import Adapter, Job, Observation, SubmitError
+from reconciler.schedulers.reaper import Reaper
 from reconciler.spec.instance import Resources
 
 WRAPPER_NAME = "local-job.sh"
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of a job's process group
-_WRAPPER = """#!/bin/bash
+WRAPPER_SHELL = "/bin/sh"
+_WRAPPER = """#!/bin/sh
 # reconciler local job wrapper: run one instance script, then record how it ended.
-# usage: local-job.sh EXIT_FILE SUBMISSION SHELL SCRIPT   (cwd: the instance directory)
+# usage: local-job.sh EXIT_FILE SUBMISSION SHELL SCRIPT OUT ERR   (cwd: the instance directory)
+if ! command exec >>"$5" 2>>"$6"; then
+  printf '127 %s\\n' "$2" > "$1"
+  exit 127
+fi
 "$3" "$4"
 rc=$?
-printf '%s %s\\n' "$rc" "$2" > "$1.tmp" && mv -f "$1.tmp" "$1"
+printf '%s %s\\n' "$rc" "$2" > "$1"
 exit "$rc"
 """
+# Jobs started by an earlier reconciler ran the wrapper under bash, without the OUT ERR arguments;
+# they are still recognised (re-attached, cancelled) when a workspace is resumed across an upgrade.
+_LEGACY_WRAPPER_SHELL = "/bin/bash"
 
 
 def read_exit(job: Job) -> Observation | None:
@@ -90,6 +110,8 @@ class LocalAdapter(Adapter):
         self._lock = threading.Lock()
         self._live: dict[str, int] = {}  # job name -> pid, while a watcher thread runs
         self._kill_reason: dict[str, str] = {}  # job name -> "timeout" | "cancelled"
+        self._jobs: dict[str, Job] = {}  # job name -> the submission the reaper watches
+        self._reaper = Reaper(self._reaped, self._overdue)
 
     # -- scripts ---------------------------------------------------------------------------
 
@@ -105,8 +127,11 @@ class LocalAdapter(Adapter):
             os.replace(tmp, self.wrapper)
 
     def _args(self, job: Job) -> list[str]:
+        return [*self._legacy_args(job, WRAPPER_SHELL), str(job.out), str(job.err)]
+
+    def _legacy_args(self, job: Job, wrapper_shell: str = _LEGACY_WRAPPER_SHELL) -> list[str]:
         return [
-            "/bin/bash",
+            wrapper_shell,
             str(self.wrapper),
             str(job.exit_file),
             str(job.submission),
@@ -123,9 +148,13 @@ class LocalAdapter(Adapter):
     def submit(self, job: Job) -> str:
         with contextlib.suppress(FileNotFoundError):
             job.exit_file.unlink()  # a previous submission's record must not be read as ours
-        try:
-            with open(job.out, "ab") as out, open(job.err, "ab") as err:
-                proc = base.spawn(self._args(job), cwd=job.workdir, stdout=out, stderr=err)
+        try:  # the wrapper opens OUT and ERR (a failure there is exit code 127)
+            proc = base.spawn(
+                self._args(job),
+                cwd=job.workdir,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         except OSError as e:
             raise SubmitError(f"cannot start {job.script}: {e}") from e
         self._watch(job, proc.pid, time.time(), proc)
@@ -134,12 +163,16 @@ class LocalAdapter(Adapter):
     def poll(self, jobs: Sequence[Job]) -> dict[str, Observation]:
         seen: dict[str, Observation] = {}
         for job in jobs:
+            # Watched first, exit record second: a watcher stops watching only after the record
+            # is written, so "watched, no record yet" means running and "not watched, no record"
+            # means not ours. (The other order could read no record, then see the job end and
+            # its watcher go, and call a finished job LOST.)
+            with self._lock:
+                watched = job.name in self._live
             ended = read_exit(job)
             if ended is not None:
                 seen[job.name] = ended
                 continue
-            with self._lock:
-                watched = job.name in self._live
             if watched:
                 seen[job.name] = Observation(State.RUNNING)
             elif job.job_id and self._ours(int(job.job_id), job):
@@ -185,13 +218,22 @@ class LocalAdapter(Adapter):
 
     def _ours(self, pid: int, job: Job) -> bool:
         """Is `pid` this submission's wrapper? (pids are reused; the cmdline tells.)"""
-        return _cmdline(pid) == self._args(job)
+        cmdline = _cmdline(pid)
+        return cmdline == self._args(job) or cmdline == self._legacy_args(job)
 
     def _watch(self, job: Job, pid: int, started: float, proc: object | None) -> None:
         with self._lock:
             self._live[job.name] = pid
             self._kill_reason.pop(job.name, None)
+            self._jobs[job.name] = job
         deadline = None if job.walltime is None else started + job.walltime
+        child = proc if isinstance(proc, base.Process) else None
+        try:
+            if self._reaper.add(job.name, pid, child, deadline):
+                return
+        except ProcessLookupError:  # a re-attached job that ended meanwhile: nothing to watch
+            self._reaped(job.name)
+            return
         t = threading.Thread(
             target=self._watcher,
             args=(job, pid, deadline, proc),
@@ -213,7 +255,28 @@ class LocalAdapter(Adapter):
             _write_exit(job, reason)  # the wrapper died with its group: record why
         with self._lock:  # only now: a poll must never see "not watched and no exit record"
             self._live.pop(job.name, None)
+            self._jobs.pop(job.name, None)
         self.wake()
+
+    def _reaped(self, name: str) -> None:
+        """The reaper saw job `name` end (its process is gone and reaped)."""
+        with self._lock:
+            job = self._jobs.get(name)
+            reason = self._kill_reason.pop(name, None)
+        if job is not None and reason is not None:
+            _write_exit(job, reason)  # the wrapper died with its group: record why
+        with self._lock:  # only now: a poll must never see "not watched and no exit record"
+            self._live.pop(name, None)
+            self._jobs.pop(name, None)
+        self.wake()
+
+    def _overdue(self, name: str, pid: int) -> None:
+        """Walltime reached: kill the group; `_reaped` records TIMEDOUT when it is gone."""
+        with self._lock:
+            self._kill_reason.setdefault(name, "timeout")
+            job = self._jobs.get(name)
+        if job is not None:
+            self._terminate(pid, job)
 
     def _terminate(self, pid: int, job: Job) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

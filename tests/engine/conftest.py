@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from reconciler.engine.setup import RunSettings, create_workspace
-from reconciler.record.store import InstanceRow, Store
 from reconciler.spec import load_study
 
 
@@ -22,26 +20,6 @@ def write_spec(directory: Path, study: str, params: str = "", name: str = "t") -
     spec = directory / "spec.yaml"
     spec.write_text(text + "\n")
     return spec
-
-
-def rows(root: Path) -> dict[str, InstanceRow]:
-    store = Store.open(root)
-    try:
-        return {r.name: r for r in store.instances()}
-    finally:
-        store.close()
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 @pytest.fixture

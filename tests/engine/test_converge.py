@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import lines, rows, wait_for
+from engine_helpers import lines, rows, wait_for
 
 from reconciler.engine import api
 from reconciler.engine.converge import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import lines, rows, wait_for
+from engine_helpers import lines, rows, wait_for
 
 from reconciler.engine import api
 from reconciler.engine.converge import EXIT_OK

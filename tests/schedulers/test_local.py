@@ -65,7 +65,7 @@ def test_exit_codes_and_streamed_output(tmp_path: Path) -> None:
     ok, bad = _with_id(ok, ok_id), _with_id(bad, bad_id)
     # Output reaches the file while the job still runs (not buffered until the end).
     deadline = time.monotonic() + 10
-    while "early" not in ok.out.read_text():
+    while not ok.out.exists() or "early" not in ok.out.read_text():  # the wrapper opens it
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert a.poll([ok])["ok"].state is State.RUNNING

@@ -202,8 +202,11 @@ def test_sacct_history_when_accounting_is_on(adapter: SlurmAdapter) -> None:
         if adapter.accounting is False:
             assert found == {}  # a cluster without slurmdbd: squeue alone, no error
             return
-        if str(job.job_id) in found and found[str(job.job_id)].state in ENDED:
-            break  # slurmdbd may first hold the job as pending/running, then its end
+        obs = found.get(str(job.job_id))
+        # slurmdbd may first hold the job as pending/running, then its end state, and (seen on a
+        # loaded machine) the end state a moment before its exit code.
+        if obs is not None and obs.state in ENDED and obs.exit_code:
+            break
         assert time.monotonic() < end, "sacct never recorded the job"
         time.sleep(0.5)
     assert (found[str(job.job_id)].state, found[str(job.job_id)].exit_code) == (State.FAILED, 4)

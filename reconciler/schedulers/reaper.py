@@ -1,0 +1,112 @@
+"""One thread that waits for many local jobs: their pidfds in one epoll, plus their deadlines.
+
+A thread per job costs a thread start on the submit path (the engine waits for it to be
+scheduled, which on a busy machine is most of a millisecond) and a stack per running job. One
+reaper serves them all: a pidfd turns readable when its process exits (child or not, reaped or
+not), so the same loop covers the engine's own children (reaped here) and the jobs it re-attached
+after a restart. The thread exits when nothing is left to watch and starts again on the next job,
+so idle adapters (tests make many) hold no thread.
+
+Linux ≥ 5.3 only (pidfd_open); `Reaper.add` returns False elsewhere and the caller falls back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Watched:
+    key: str
+    pid: int
+    proc: subprocess.Popen[bytes] | None  # our child: reaped here
+    deadline: float | None
+    overdue: bool = False
+
+
+class Reaper:
+    def __init__(self, ended: Callable[[str], None], overdue: Callable[[str, int], None]) -> None:
+        """`ended(key)` runs on the reaper thread once the process is gone (and reaped);
+        `overdue(key, pid)` once when its deadline passes (the caller kills it; `ended` follows)."""
+        self._ended = ended
+        self._overdue = overdue
+        self._lock = threading.Lock()
+        self._fds: dict[int, _Watched] = {}
+        self._epoll: select.epoll | None = None
+        self._kick = -1  # eventfd: a new deadline may be earlier than the one being waited for
+
+    def add(
+        self,
+        key: str,
+        pid: int,
+        proc: subprocess.Popen[bytes] | None,
+        deadline: float | None,
+    ) -> bool:
+        """Watch `pid`; False if pidfds are unavailable here. Raises ProcessLookupError if the
+        process is already gone (never for an unreaped child)."""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise
+        except (OSError, AttributeError):
+            return False
+        with self._lock:
+            if self._epoll is None:  # (re)start the thread with a fresh epoll
+                self._epoll = select.epoll()
+                if self._kick < 0:
+                    self._kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                self._epoll.register(self._kick, select.EPOLLIN)
+                threading.Thread(
+                    target=self._loop, args=(self._epoll,), daemon=True, name="reaper"
+                ).start()
+            self._fds[fd] = _Watched(key, pid, proc, deadline)
+            self._epoll.register(fd, select.EPOLLIN)
+        if deadline is not None:
+            os.eventfd_write(self._kick, 1)
+        return True
+
+    def _loop(self, ep: select.epoll) -> None:
+        while True:
+            with self._lock:
+                if not self._fds:  # nothing left: stop; the next add starts a new thread
+                    self._epoll = None
+                    ep.close()
+                    return
+                deadlines = [
+                    w.deadline
+                    for w in self._fds.values()
+                    if w.deadline is not None and not w.overdue
+                ]
+            timeout = max(0.0, min(deadlines) - time.time()) if deadlines else -1
+            for fd, _ in ep.poll(timeout):
+                if fd == self._kick:
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(self._kick)
+                    continue
+                with self._lock:
+                    w = self._fds.pop(fd, None)
+                if w is None:
+                    continue
+                ep.unregister(fd)
+                os.close(fd)
+                if w.proc is not None:
+                    w.proc.wait()  # exited: reaps at once
+                self._ended(w.key)
+            now = time.time()
+            with self._lock:
+                late = [
+                    w
+                    for w in self._fds.values()
+                    if w.deadline is not None and not w.overdue and w.deadline <= now
+                ]
+                for w in late:
+                    w.overdue = True
+            for w in late:
+                self._overdue(w.key, w.pid)
