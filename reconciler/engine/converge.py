@@ -26,13 +26,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ruamel.yaml import YAML
+
 from reconciler.engine.policies import Policy
 from reconciler.engine.view import View
 from reconciler.plan.states import BLOCKING, IN_FLIGHT, State
 from reconciler.record.store import DYNAMIC, Event, InstanceRow, Store
 from reconciler.record.workspace import StatusWriter, Workspace
 from reconciler.schedulers import get_adapter
-from reconciler.schedulers.base import Adapter, Job, SubmitError
+from reconciler.schedulers.base import Adapter, Job, SchedulerError, SubmitError
+from reconciler.spec.model import Batch
 from reconciler.spec.walltime import walltime_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3
@@ -69,8 +72,14 @@ class Engine:
         self.ws = Workspace(root, Path(scripts) if scripts else None)
         self.shell: str = study["shell"]
         self.adapter = adapter or get_adapter(
-            study["adapter"], root, slots=slots or int(study["slots"]) or None
+            study["adapter"],
+            root,
+            slots=slots or int(study["slots"]) or None,
+            batch=_batch(root),
+            study=study["name"],
         )
+        self._retry_cancel: list[InstanceRow] = []
+        self._scheduler_error = ""
         self.adapter.prepare(root)
         self.on_pass = on_pass
         # Before the rows: a write that lands after this read is seen as a change next pass.
@@ -115,6 +124,12 @@ class Engine:
         self.changes.setdefault(row.name, {}).update(cols)
         if "state" in cols or "not_before" in cols:
             self.view.moved(row, old)
+
+    def _scheduler_trouble(self, e: Exception) -> None:
+        """Log a scheduler failure once (not once per pass) and carry on."""
+        if str(e) != self._scheduler_error:
+            self._scheduler_error = str(e)
+            self._event(None, "scheduler-error", str(e))
 
     def _event(self, row: InstanceRow | None, kind: str, detail: str = "") -> None:
         self.events.append(Event(kind, None if row is None else row.name, detail))
@@ -194,12 +209,18 @@ class Engine:
         return timeout
 
     def _cancel(self, now: float) -> None:
-        flagged = self.view.take_flagged()
+        flagged = self._retry_cancel + self.view.take_flagged()
+        self._retry_cancel = []
         if not flagged:
             return
         running = [r for r in flagged if r.state in IN_FLIGHT and r.job_id]
         if running:
-            self.adapter.cancel([self.job(r) for r in running])
+            try:
+                self.adapter.cancel([self.job(r) for r in running])
+            except SchedulerError as e:  # states stay as they are; cancel again next pass
+                self._retry_cancel = flagged
+                self._scheduler_trouble(e)
+                return
         for r in flagged:
             self._set(r, state=State.CANCELLED, end_time=now if r.state in IN_FLIGHT else None)
             self._event(r, "cancelled")
@@ -213,7 +234,12 @@ class Engine:
                 self._set(r, job_id=found, state=State.RUNNING)
                 self._event(r, "found", found)
         jobs = [self.job(r) for r in in_flight]
-        seen = self.adapter.poll(jobs) if jobs else {}
+        try:
+            seen = self.adapter.poll(jobs) if jobs else {}
+        except SchedulerError as e:  # a hung or garbled squeue: observe nothing, ask again later
+            self._scheduler_trouble(e)
+            return
+        self._scheduler_error = ""
         for r in in_flight:
             obs = seen.get(r.name)
             if obs is None:
@@ -275,6 +301,11 @@ class Engine:
             job = self.job(r)
             try:
                 job_id = self.adapter.submit(job)
+            except SchedulerError as e:
+                # The scheduler may have taken the job before it hung: leave the intent in
+                # place; the next pass finds the job by its tag or submits it again.
+                self._event(r, "submit-unconfirmed", str(e))
+                continue
             except SubmitError as e:
                 self._event(r, "submit-failed", str(e))
                 self._ended(r, State.FAILED, None, time.time(), time.time())
@@ -297,3 +328,10 @@ def _install_wake(adapter: Adapter) -> bool:
     except ValueError:  # not the main thread (tests drive engines from threads)
         return False
     return True
+
+
+def _batch(root: Path) -> Batch:
+    """The study's batch block, as `run` wrote it to batch.info (adapters need queue, bank...)."""
+    info = root / "batch.info"
+    data = YAML(typ="safe").load(info.read_text()) if info.is_file() else None
+    return Batch.model_validate(data or {})

@@ -22,7 +22,7 @@ from reconciler.record.workspace import Workspace
 from reconciler.schedulers import ADAPTERS, get_adapter
 from reconciler.schedulers.base import Adapter
 from reconciler.spec.instance import Instance, Study
-from reconciler.spec.launcher import LauncherError, render_launcher
+from reconciler.spec.launcher import LauncherError
 from reconciler.spec.walltime import walltime_seconds
 
 
@@ -160,10 +160,12 @@ def render_scripts(
         def text(cmd: str, inst: Instance = inst) -> str:
             body = inst.render(_rewrite_refs(cmd, mapping), dict(locations))
             try:
-                body = render_launcher(body, inst.resources, adapter.name)
+                body = adapter.render_launcher(body, inst.resources)
             except LauncherError as e:
                 raise SetupError(f"{study.path}: step '{inst.step}': {e}.") from None
-            return adapter.render_script(body, inst.resources, name=inst.name, shell=shell)
+            return adapter.render_script(
+                body, inst.resources, name=inst.name, shell=shell, description=inst.description
+            )
 
         restart = text(inst.restart) if inst.restart else None
         ws = mapping.get(inst.workspace, inst.workspace)
@@ -179,7 +181,9 @@ def create_workspace(study: Study, root: Path, settings: RunSettings, *, cwd: Pa
             f"{', '.join(ADAPTERS)}). Nothing was created."
         )
     locations = resolve_locations(study, root, cwd)
-    adapter = get_adapter(study.batch.type, root, slots=settings.slots or None)
+    adapter = get_adapter(
+        study.batch.type, root, slots=settings.slots or None, batch=study.batch, study=study.name
+    )
     mapping = hashed_workspaces(study) if settings.hashws else {}
     placed = render_scripts(study, locations, adapter, mapping)
     spec_text = Path(cwd / study.path).read_text()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from reconciler.plan.states import State
+from reconciler.spec import launcher
 from reconciler.spec.instance import Resources
 
 
@@ -43,6 +44,11 @@ class Observation:
     end_time: float | None = None
 
 
+class SchedulerError(RuntimeError):
+    """A scheduler command failed, hung, or printed something we cannot read. The engine keeps
+    every state as it is and asks again next pass."""
+
+
 class SubmitError(Exception):
     """A submission that did not happen (counts as a failed attempt)."""
 
@@ -52,8 +58,14 @@ class Adapter(ABC):
     poll_interval: float | None = None  # None: the adapter wakes the engine itself (events)
 
     @abstractmethod
-    def render_script(self, cmd: str, resources: Resources, *, name: str, shell: str) -> str:
+    def render_script(
+        self, cmd: str, resources: Resources, *, name: str, shell: str, description: str = ""
+    ) -> str:
         """The text of an instance script for this scheduler."""
+
+    def render_launcher(self, text: str, resources: Resources) -> str:
+        """`$(LAUNCHER)` tokens in this scheduler's form (local: nothing)."""
+        return launcher.render_launcher(text, resources, self.name)
 
     def prepare(self, root: Path) -> None:  # noqa: B027 - optional hook
         """Write adapter files into a new or resumed workspace (idempotent)."""

@@ -40,8 +40,7 @@ DEFAULT_TIMEOUT = 60.0  # seconds a scheduler command may take before it counts 
 DEFAULT_GRACE = 120.0  # seconds an id may be unknown to the scheduler before it is LOST
 
 
-class SchedulerError(RuntimeError):
-    """A scheduler command failed, hung, or printed something we cannot read."""
+SchedulerError = base.SchedulerError  # re-exported: the adapters raise it from here
 
 
 def call(

@@ -115,7 +115,9 @@ class LocalAdapter(Adapter):
 
     # -- scripts ---------------------------------------------------------------------------
 
-    def render_script(self, cmd: str, resources: Resources, *, name: str, shell: str) -> str:
+    def render_script(
+        self, cmd: str, resources: Resources, *, name: str, shell: str, description: str = ""
+    ) -> str:
         return f"#!{shell}\n\n{cmd}\n"
 
     def prepare(self, root: Path) -> None:

@@ -180,7 +180,6 @@ def test_out_onto_another_studys_workspace_is_refused(spec: Path, tmp_path: Path
     ("text", "message"),
     [
         (SPEC.replace("cmd: exit $(RC)", "cmd: exit $(NOPE)"), "NOPE"),
-        (SPEC.replace("study:", "batch:\n  type: slurm\n  queue: q\nstudy:"), "slurm"),
         (
             SPEC.replace(
                 "env:\n",
