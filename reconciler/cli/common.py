@@ -66,11 +66,13 @@ def parse_pargs(pargs: list[str] | None, pgen: Path | None) -> dict[str, str]:
     return parsed
 
 
-def load_or_exit(spec: Path, pgen: Path | None = None, pargs: list[str] | None = None) -> Study:
+def load_or_exit(
+    spec: Path, pgen: Path | None = None, pargs: list[str] | None = None, *, hashws: bool = False
+) -> Study:
     """Load and expand a spec, or report every error and exit 2."""
     args = parse_pargs(pargs, pgen)
     try:
-        study = load_study(spec, pgen=pgen, pargs=args)
+        study = load_study(spec, pgen=pgen, pargs=args, hashws=hashws)
     except SpecError as e:
         report_spec_error(e)
         raise typer.Exit(EXIT_USER_ERROR) from None

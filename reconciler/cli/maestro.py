@@ -153,7 +153,9 @@ def run(
     if autoyes and autono:
         fail("-y/--autoyes and -n/--autono exclude each other; give one of them.")
     args = parse_pargs(pargs, pgen)
-    study = load_or_exit(spec, pgen, pargs)  # every spec error, before anything is created
+    study = load_or_exit(
+        spec, pgen, pargs, hashws=hashws
+    )  # every spec error, before anything is created
     cwd = Path.cwd()
     root = choose_root(study, outdir, cwd)
     try:

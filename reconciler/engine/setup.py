@@ -7,7 +7,6 @@ directory that belongs to someone else) is checked before the first directory is
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -107,36 +106,6 @@ def resolve_locations(study: Study, root: Path, cwd: Path) -> dict[str, str]:
     return locations
 
 
-_WS_REF = re.compile(r"\$\(OUTPUT_PATH\)/([^\s\"';|&<>()`$]+)")
-
-
-def hashed_workspaces(study: Study) -> dict[str, str]:
-    """--hashws: parameterised instance directories become `<step>/<step>_instance_<k>`."""
-    counters: dict[str, int] = {}
-    mapping: dict[str, str] = {}
-    for inst in study.instances:
-        if inst.workspace != inst.step:
-            k = counters[inst.step] = counters.get(inst.step, 0) + 1
-            mapping[inst.workspace] = f"{inst.step}/{inst.step}_instance_{k}"
-    return mapping
-
-
-def _rewrite_refs(text: str, mapping: Mapping[str, str]) -> str:
-    if not mapping:
-        return text
-
-    def sub(m: re.Match[str]) -> str:
-        path = m.group(1)
-        parts = path.split("/")
-        for n in range(len(parts), 0, -1):  # longest workspace prefix wins
-            head = "/".join(parts[:n])
-            if head in mapping:
-                return "$(OUTPUT_PATH)/" + "/".join([mapping[head], *parts[n:]])
-        return m.group(0)
-
-    return _WS_REF.sub(sub, text)
-
-
 @dataclass(frozen=True, slots=True)
 class Placed:
     instance: Instance
@@ -145,9 +114,7 @@ class Placed:
     restart: str | None
 
 
-def render_scripts(
-    study: Study, locations: Mapping[str, str], adapter: Adapter, mapping: Mapping[str, str]
-) -> list[Placed]:
+def render_scripts(study: Study, locations: Mapping[str, str], adapter: Adapter) -> list[Placed]:
     """Every instance's script text, or SetupError naming the first bad instance."""
     shell = study.batch.shell
     placed: list[Placed] = []
@@ -158,7 +125,7 @@ def render_scripts(
             raise SetupError(f"{study.path}: step '{inst.step}': {e}.") from None
 
         def text(cmd: str, inst: Instance = inst) -> str:
-            body = inst.render(_rewrite_refs(cmd, mapping), dict(locations))
+            body = inst.render(cmd, dict(locations))
             try:
                 body = adapter.render_launcher(body, inst.resources)
             except LauncherError as e:
@@ -168,8 +135,7 @@ def render_scripts(
             )
 
         restart = text(inst.restart) if inst.restart else None
-        ws = mapping.get(inst.workspace, inst.workspace)
-        placed.append(Placed(inst, ws, text(inst.cmd), restart))
+        placed.append(Placed(inst, inst.workspace, text(inst.cmd), restart))
     return placed
 
 
@@ -184,15 +150,15 @@ def create_workspace(study: Study, root: Path, settings: RunSettings, *, cwd: Pa
     adapter = get_adapter(
         study.batch.type, root, slots=settings.slots or None, batch=study.batch, study=study.name
     )
-    mapping = hashed_workspaces(study) if settings.hashws else {}
-    placed = render_scripts(study, locations, adapter, mapping)
+    # --hashws directories come from the expansion itself (load_study(hashws=True)).
+    placed = render_scripts(study, locations, adapter)
     spec_text = Path(cwd / study.path).read_text()
 
     created_root = not root.exists()
     scripts_dir = Path(tempfile.mkdtemp(prefix="reconciler-scripts-")) if settings.usetmp else None
     ws = Workspace(root, scripts_dir)
     try:
-        _write_files(study, ws, placed, spec_text, settings, mapping)
+        _write_files(study, ws, placed, spec_text, settings)
         adapter.prepare(root)
         store = Store.create(root)
         store.init_study(
@@ -241,7 +207,6 @@ def _write_files(
     placed: list[Placed],
     spec_text: str,
     settings: RunSettings,
-    mapping: Mapping[str, str],
 ) -> None:
     root = ws.root
     root.mkdir(parents=True, exist_ok=True)
@@ -268,7 +233,7 @@ def _write_files(
             "used_parameters": {s: sorted(v) for s, v in used.items()},
             "step_combinations": steps,
             "workspaces": {p.instance.name: p.workspace for p in placed},
-            "hashws": dict(mapping),
+            "hashws": settings.hashws,
             "pgen": settings.pgen,
         },
     )

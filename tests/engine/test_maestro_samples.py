@@ -67,3 +67,24 @@ def test_sample_tree_matches_maestro(sample: str, tmp_path: Path) -> None:
     finally:
         store.close()
     assert states == {"FINISHED"}
+
+
+def test_hashws_directories_match_maestro(tmp_path: Path) -> None:
+    # Recorded from `maestro run --hashws` (1.2.1): indices from 0, in parameter row order.
+    out = tmp_path / "study"
+    r = subprocess.run(
+        [sys.executable, "-m", "reconciler", "run", "-fg", "-y", "--hashws", "-o", str(out),
+         str(SAMPLES / "hello_bye_parameterized.yaml")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=110,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    expected = [f"{s}/{s}_instance_{k}" for s in ("bye_world", "hello_world") for k in range(4)]
+    dirs = sorted(
+        str(p.relative_to(out))
+        for p in out.glob("*/*")
+        if p.is_dir() and p.parent.name in ("bye_world", "hello_world")
+    )
+    assert dirs == expected
+    pam = out / "hello_world" / "hello_world_instance_0"
+    assert (pam / "Hello_Pam.txt").read_text() == "Hello, Pam!\n"
+    assert (pam / "hello_world_GREETING.Hello.NAME.Pam.sh").is_file()
