@@ -53,6 +53,30 @@ class SubmitError(Exception):
     """A submission that did not happen (counts as a failed attempt)."""
 
 
+def secure_paths(root: Path, job: Job) -> None:
+    """Refuse to write through symlinks an earlier step may have planted.
+
+    Every directory from the workspace root down to the instance's must be a real directory
+    inside the root, and a symlink where the instance's output files go is removed (the link,
+    never its target) so the job creates a regular file. Raises SubmitError.
+    """
+    try:
+        rel = job.workdir.relative_to(root)
+    except ValueError:
+        raise SubmitError(f"{job.workdir} is not inside the workspace {root}") from None
+    here = root
+    for part in rel.parts:
+        here = here / part
+        if here.is_symlink() or not here.is_dir():
+            raise SubmitError(
+                f"{here} is not the directory reconciler made (a symlink or a file put there "
+                "after setup, by an earlier step?); nothing was written through it"
+            )
+    for path in (job.out, job.err, job.exit_file):
+        if path.is_symlink():
+            path.unlink()
+
+
 class Adapter(ABC):
     name: str = ""
     poll_interval: float | None = None  # None: the adapter wakes the engine itself (events)

@@ -202,6 +202,7 @@ class BatchAdapter(Adapter):
         self.local.prepare(root)
 
     def submit(self, job: Job) -> str:
+        base.secure_paths(self.root, job)
         if not self.scheduled(job):
             return LOCAL_PREFIX + self.local.submit(job)
         try:

@@ -148,6 +148,7 @@ class LocalAdapter(Adapter):
             return max(0, self.slots - len(self._live))
 
     def submit(self, job: Job) -> str:
+        base.secure_paths(self.root, job)
         with contextlib.suppress(FileNotFoundError):
             job.exit_file.unlink()  # a previous submission's record must not be read as ours
         try:  # the wrapper opens OUT and ERR (a failure there is exit code 127)

@@ -473,15 +473,6 @@ study:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconciler follows symlinks when it writes an instance's files: when an earlier "
-    "step replaces a later step's instance directory (made at setup) with a symlink to an "
-    "outside directory, the later instance's .out, .err and .exit are written there; when it "
-    "plants symlinks at the later instance's .out/.err paths, the local adapter's "
-    "open(path, 'ab') appends through them (the .exit path is unlinked before submit, so it "
-    "stays inside)",
-)
 @pytest.mark.parametrize("spec_text", [SYMLINK_DIR, SYMLINK_FILES], ids=["directory", "files"])
 def test_symlinks_placed_by_an_earlier_step_are_not_followed(
     spec_text: str, tmp_path: Path, figures: Any
