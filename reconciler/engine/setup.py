@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -114,11 +114,19 @@ class Placed:
     restart: str | None
 
 
-def render_scripts(study: Study, locations: Mapping[str, str], adapter: Adapter) -> list[Placed]:
-    """Every instance's script text, or SetupError naming the first bad instance."""
+def render_scripts(
+    study: Study,
+    locations: Mapping[str, str],
+    adapter: Adapter,
+    only: Collection[str] | None = None,
+) -> list[Placed]:
+    """Every instance's script text (or those named in `only`), or SetupError naming the first
+    bad instance."""
     shell = study.batch.shell
     placed: list[Placed] = []
     for inst in study.instances:
+        if only is not None and inst.name not in only:
+            continue
         try:
             walltime_seconds(inst.resources.walltime)
         except ValueError as e:
@@ -139,20 +147,33 @@ def render_scripts(study: Study, locations: Mapping[str, str], adapter: Adapter)
     return placed
 
 
-def create_workspace(study: Study, root: Path, settings: RunSettings, *, cwd: Path) -> Workspace:
-    """Validate everything, then write the workspace and its record. Returns the workspace."""
+def create_workspace(
+    study: Study,
+    root: Path,
+    settings: RunSettings,
+    *,
+    cwd: Path,
+    spec_text: str | None = None,
+    locations: Mapping[str, str] | None = None,
+) -> Workspace:
+    """Validate everything, then write the workspace and its record. Returns the workspace.
+
+    GitOps passes the spec text (from a git blob) and the locations (dependencies it has
+    checked out itself); `run` reads both from the disk.
+    """
     if study.batch.type not in ADAPTERS:
         raise SetupError(
             f"{study.path}: batch type '{study.batch.type}' cannot run yet (available: "
             f"{', '.join(ADAPTERS)}). Nothing was created."
         )
-    locations = resolve_locations(study, root, cwd)
+    locations = dict(locations) if locations is not None else resolve_locations(study, root, cwd)
     adapter = get_adapter(
         study.batch.type, root, slots=settings.slots or None, batch=study.batch, study=study.name
     )
     # --hashws directories come from the expansion itself (load_study(hashws=True)).
     placed = render_scripts(study, locations, adapter)
-    spec_text = Path(cwd / study.path).read_text()
+    if spec_text is None:
+        spec_text = Path(cwd / study.path).read_text()
 
     created_root = not root.exists()
     scripts_dir = Path(tempfile.mkdtemp(prefix="reconciler-scripts-")) if settings.usetmp else None
@@ -208,6 +229,18 @@ def _write_files(
     spec_text: str,
     settings: RunSettings,
 ) -> None:
+    write_study_files(study, ws, placed, spec_text, settings)
+    write_instance_scripts(ws, placed)
+
+
+def write_study_files(
+    study: Study,
+    ws: Workspace,
+    placed: list[Placed],
+    spec_text: str,
+    settings: RunSettings,
+) -> None:
+    """The spec copy, batch.info and meta/ (rewritten whole by each GitOps apply)."""
     root = ws.root
     root.mkdir(parents=True, exist_ok=True)
     (root / Path(study.path).name).write_text(spec_text)  # verbatim copy
@@ -241,6 +274,12 @@ def _write_files(
     if settings.pgen is not None:  # Maestro keeps a copy of the generator with the study
         pgen = Path(settings.pgen["path"])
         shutil.copyfile(pgen, root / pgen.name)
+
+
+def write_instance_scripts(ws: Workspace, placed: list[Placed]) -> None:
+    """Each instance's directory and script(s). Never call it for a running instance: bash
+    reads a script as it runs, so rewriting it under a running job corrupts that job."""
+    root = ws.root
     for p in placed:
         name = p.instance.name
         instance_dir = root / p.workspace

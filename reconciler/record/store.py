@@ -53,8 +53,20 @@ CREATE TABLE study (
     cancel_requested INTEGER NOT NULL DEFAULT 0,  -- the whole study
     control_seq INTEGER NOT NULL DEFAULT 0,       -- bumped by cancel/update: wakes the engine
     locations TEXT NOT NULL DEFAULT '{}',  -- JSON: OUTPUT_PATH, SPECROOT, dependency paths
-    last_attempted_revision TEXT,          -- reserved for GitOps
-    last_applied_revision TEXT             -- reserved for GitOps
+    last_attempted_revision TEXT,          -- GitOps: the newest commit tried
+    last_applied_revision TEXT,            -- GitOps: the newest commit applied
+    last_error TEXT,                       -- why the last attempted revision was not applied
+    spec_blob TEXT,                        -- git blob id of the applied spec
+    dependency_shas TEXT NOT NULL DEFAULT '{}'  -- JSON: git dependency name -> pinned SHA
+);
+CREATE TABLE revision (                    -- GitOps: every apply, for `history`
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    revision TEXT NOT NULL,
+    attempted REAL NOT NULL,
+    applied INTEGER NOT NULL,              -- 1 applied, 0 refused (invalid spec, missing path)
+    detail TEXT NOT NULL DEFAULT '',       -- the plan's counts (JSON) or the error
+    ended REAL,                            -- when the study reached a terminal state after it
+    outcome TEXT                           -- counts by state then (JSON)
 );
 CREATE TABLE instance (
     name TEXT PRIMARY KEY,
@@ -320,7 +332,34 @@ class Store:
             raise RecordError(f"{self.path}: the record has no study")
         out = dict(row)
         out["locations"] = json.loads(out["locations"])
+        out["dependency_shas"] = json.loads(out["dependency_shas"] or "{}")
         return out
+
+    # -- GitOps revisions ------------------------------------------------------------------
+
+    def add_revision(self, revision: str, *, applied: bool, detail: str = "") -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO revision (revision, attempted, applied, detail) VALUES (?, ?, ?, ?)",
+                (revision, time.time(), int(applied), detail),
+            )
+
+    def end_revision(self, outcome: dict[str, int]) -> None:
+        """The newest applied revision reached a terminal state (once)."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE revision SET ended = ?, outcome = ? WHERE id = (SELECT max(id) FROM "
+                "revision WHERE applied = 1) AND ended IS NULL",
+                (time.time(), json.dumps(outcome, sort_keys=True)),
+            )
+
+    def revisions(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM revision ORDER BY id")]
+
+    def remove_instances(self, names: Sequence[str], detail: str = "") -> None:
+        with self.transaction():
+            self.db.executemany("DELETE FROM instance WHERE name = ?", [(n,) for n in names])
+            self._events([Event("removed", n, detail) for n in names])
 
     def settings(self) -> dict[str, float]:
         row = self.db.execute(f"SELECT {', '.join(SETTINGS)} FROM study WHERE id = 1").fetchone()
@@ -342,7 +381,8 @@ class Store:
         sets = ", ".join(f"{k} = ?" for k in cols)
         if control:
             sets += ", control_seq = control_seq + 1"
-        detail = json.dumps(cols, sort_keys=True, default=str)
+        shown = {k: v for k, v in cols.items() if k != "spec_text"}  # the spec is in the row
+        detail = json.dumps(shown, sort_keys=True, default=str)
         with self.transaction():
             self.db.execute(f"UPDATE study SET {sets} WHERE id = 1", tuple(cols.values()))
             self._events([Event("study-updated", detail=detail)])
