@@ -41,10 +41,11 @@ def _root(
 
 def _register() -> None:
     # Imported here so each module can `from reconciler.cli.app import app` without a cycle.
-    from reconciler.cli import maestro, tools
+    from reconciler.cli import gitops, maestro, tools
 
     tools.register(app)
     maestro.register(app)
+    gitops.register(app)
 
 
 _register()

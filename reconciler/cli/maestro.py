@@ -31,6 +31,7 @@ from reconciler.plan.states import IN_FLIGHT, State
 from reconciler.record.store import RecordError, Store
 
 DIRS = typer.Argument(..., help="Study workspace directories.")
+STATUS_DIRS = typer.Argument(None, help="Study workspace directories (or use --repo).")
 
 
 def normalize_maestro_argv(argv: Sequence[str]) -> list[str]:
@@ -198,16 +199,28 @@ def run(
 
 
 def status(
-    dirs: list[Path] = DIRS,
+    dirs: list[Path] | None = STATUS_DIRS,
     as_json: bool = typer.Option(
         False, "--json", help="Instances as JSON (keys: " + ", ".join(view.JSON_KEYS) + ")."
     ),
     watch: bool = typer.Option(False, "--watch", help="Refresh every second until the study ends."),
+    repo: Path | None = typer.Option(
+        None, "--repo", help="Every study of a GitOps repo: sync, health, revisions, counts."
+    ),
+    root: Path | None = typer.Option(None, "--root", help="With --repo: the studies root."),
+    specs: str = typer.Option("specs", "--specs", help="With --repo: the specs directory."),
 ) -> None:
     """Show each study's instances with Maestro's status columns and a summary by state.
 
     --json prints a list of instances for one directory, an object keyed by directory for several.
     """
+    if repo is not None:
+        from reconciler.cli.gitops import repo_status
+
+        repo_status(repo, root, specs, as_json)
+        return
+    if not dirs:
+        fail("status needs study workspace directories (or --repo for a GitOps repo).")
     roots = [d.resolve() for d in dirs]
     for root in roots:
         try:

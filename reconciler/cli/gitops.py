@@ -1,0 +1,245 @@
+"""GitOps commands: plan, apply, history, reproduce (and the repo view of `status`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from reconciler.cli.common import EXIT_CHANGES, EXIT_OK, err, fail, out, print_json
+from reconciler.gitops import deps, provenance
+from reconciler.gitops.health import health
+from reconciler.gitops.reconcile import Reconciler, StudyPlan
+from reconciler.gitops.repo import RepoError
+
+REPO = typer.Option(".", "--repo", help="The git repository of specs (or a directory in it).")
+REV = typer.Option(None, "--rev", help="The revision to plan (default: the current branch's tip).")
+ROOT = typer.Option(None, "--root", help="Where study workspaces live (default: "
+                    "<repo>/.reconciler/studies).")  # fmt: skip
+SPECS = typer.Option("specs", "--specs", help="The specs directory inside the repo.")
+WORKTREE = typer.Option(False, "--worktree", help="Use the work tree's specs, committed or not.")
+
+
+def _reconciler(repo: Path, specs: str, root: Path | None, worktree: bool) -> Reconciler:
+    try:
+        return Reconciler(repo, specs=specs, root=root, worktree=worktree)
+    except RepoError as e:
+        fail(str(e))
+
+
+def _plan(rec: Reconciler, rev: str | None) -> tuple[str | None, list[StudyPlan]]:
+    try:
+        return rec.plan(rev)
+    except RepoError as e:
+        fail(str(e))
+
+
+def plan_json(sha: str | None, plans: list[StudyPlan]) -> dict[str, Any]:
+    return {
+        "revision": sha,
+        "studies": [
+            {
+                "study": p.name,
+                "workspace": str(p.workspace),
+                "sync": p.sync,
+                "error": p.error,
+                "counts": p.plan.counts() if p.plan else {},
+                "actions": [a.to_json() for a in p.plan.changes] if p.plan else [],
+            }
+            for p in plans
+        ],
+    }
+
+
+def _markdown(sha: str | None, plans: list[StudyPlan], against: str | None) -> str:
+    head = f"### reconciler plan for `{(sha or 'worktree')[:12]}`"
+    lines = [head + (f" against `{against}`" if against else ""), ""]
+    for p in plans:
+        if p.error:
+            lines += [f"**{p.name}**: invalid, nothing would change", "", "```", p.error, "```", ""]
+            continue
+        changes = p.plan.changes if p.plan else []
+        if not changes:
+            lines += [f"**{p.name}**: in sync, nothing to do", ""]
+            continue
+        c = p.plan.counts() if p.plan else {}
+        summary = ", ".join(f"{n} {k}" for k, n in c.items() if n and k != "keep")
+        lines += [f"**{p.name}**: {summary}", "", "| action | instance | reason |", "|---|---|---|"]
+        lines += [f"| {a.kind} | `{a.instance}` | {a.reason} |" for a in changes[:200]]
+        if len(changes) > 200:
+            lines.append(f"| … | {len(changes) - 200} more | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plan(
+    repo: Path = REPO,
+    rev: str | None = REV,
+    root: Path | None = ROOT,
+    specs: str = SPECS,
+    worktree: bool = WORKTREE,
+    against: str | None = typer.Option(
+        None, "--against", help="Plan REV as if REF were applied (for a pull request)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    fmt: str = typer.Option("text", "--format", help="text or markdown."),
+) -> None:
+    """What applying a revision would do, per study, with a reason for every action.
+
+    Exit codes: 0 nothing to do, 1 changes, 2 error (an invalid spec counts as an error).
+    """
+    if fmt not in ("text", "markdown"):
+        fail(f"--format must be text or markdown, not {fmt!r}")
+    rec = _reconciler(repo, specs, root, worktree)
+    if against is not None:
+        from reconciler.gitops.against import plan_against
+
+        try:
+            sha, plans = plan_against(rec, rev, against)
+        except RepoError as e:
+            fail(str(e))
+    else:
+        sha, plans = _plan(rec, rev)
+    if as_json:
+        print_json(plan_json(sha, plans))
+    elif fmt == "markdown":
+        out.print(_markdown(sha, plans, against), markup=False, highlight=False)
+    else:
+        _print_text(sha, plans)
+    if any(p.error for p in plans):
+        raise typer.Exit(2)
+    raise typer.Exit(EXIT_CHANGES if any(p.plan and p.plan.changes for p in plans) else EXIT_OK)
+
+
+def _print_text(sha: str | None, plans: list[StudyPlan]) -> None:
+    out.print(f"revision {sha or 'worktree'}")
+    for p in plans:
+        if p.error:
+            out.print(f"[bold]{p.name}[/]: [red]invalid[/] — nothing changes")
+            err.print(p.error, markup=False)
+            continue
+        changes = p.plan.changes if p.plan else []
+        if not changes:
+            out.print(f"[bold]{p.name}[/]: [green]Synced[/], nothing to do")
+            continue
+        table = Table(title=f"{p.name}: {p.sync}", title_justify="left")
+        for col in ("action", "instance", "reason"):
+            table.add_column(col, overflow="fold")
+        for a in changes:
+            style = {"cancel": "red", "prune": "red", "rerun": "yellow"}.get(str(a.kind), "")
+            table.add_row(f"[{style}]{a.kind}[/]" if style else str(a.kind), a.instance, a.reason)
+        out.print(table)
+
+
+def apply(
+    repo: Path = REPO,
+    rev: str | None = REV,
+    root: Path | None = ROOT,
+    specs: str = SPECS,
+    worktree: bool = WORKTREE,
+    wait: bool = typer.Option(False, "--wait", help="Stay until every study has ended."),
+    push: bool = typer.Option(False, "--push", help="Push the provenance notes to origin."),
+) -> None:
+    """Converge every study's workspace to a revision: submit, cancel, archive, record.
+
+    Exit codes: 0 applied (or nothing to do), 2 a study could not be applied (it keeps its last
+    applied revision) or a study ended with failed instances (--wait).
+    """
+    rec = _reconciler(repo, specs, root, worktree)
+    sha, plans = _plan(rec, rev)
+    deps_ok = True
+    for p in plans:
+        try:
+            outcome = rec.apply(p, sha, wait=wait)
+        except deps.DependencyError as e:
+            outcome, deps_ok = f"not applied: {e}", False
+        ok = not outcome.startswith("not applied")
+        deps_ok = deps_ok and ok
+        colour = "green" if ok else "red"
+        out.print(f"[bold]{p.name}[/]: [{colour}]{outcome}[/]")
+    if push and sha is not None:
+        try:
+            provenance.push_notes(rec.source.repo)
+        except provenance.ProvenanceError as e:
+            fail(str(e))
+    bad = not deps_ok
+    if wait:
+        _, after = _plan(rec, sha)
+        bad = bad or any(health(p) == "Degraded" for p in after)
+    raise typer.Exit(2 if bad else EXIT_OK)
+
+
+def repo_status(repo: Path, root: Path | None, specs: str, as_json: bool) -> None:
+    """`status --repo`: every study's sync and health, revisions and counts."""
+    rec = _reconciler(repo, specs, root, False)
+    sha, plans = _plan(rec, None)
+    rows = []
+    for p in plans:
+        r = p.record or {}
+        rows.append({
+            "study": p.name, "sync": p.sync, "health": health(p),
+            "applied_revision": r.get("last_applied_revision"),
+            "attempted_revision": r.get("last_attempted_revision"),
+            "error": p.error or r.get("last_error"), "counts": p.counts,
+            "workspace": str(p.workspace),
+        })  # fmt: skip
+    if as_json:
+        print_json({"revision": sha, "studies": rows})
+        return
+    table = Table(title=f"{rec.source.root} @ {(sha or 'worktree')[:12]}", title_justify="left")
+    for col in ("study", "sync", "health", "applied", "attempted", "instances"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(row["counts"].items())) or "—"
+        table.add_row(row["study"], row["sync"], row["health"],
+                      (row["applied_revision"] or "—")[:12],
+                      (row["attempted_revision"] or "—")[:12], counts)  # fmt: skip
+    out.print(table)
+    for row in rows:
+        if row["error"]:
+            err.print(f"{row['study']}: {row['error']}", markup=False)
+
+
+def history(
+    study: str = typer.Argument(..., help="The study name."),
+    repo: Path = REPO,
+    root: Path | None = ROOT,
+    specs: str = SPECS,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The revisions applied to a study (and refused), with outcome and times."""
+    from reconciler.record.store import RecordError, Store
+
+    rec = _reconciler(repo, specs, root, False)
+    ws = rec.workspace_of(study, None)
+    try:
+        store = Store.open(ws)
+    except RecordError:
+        fail(f"no study '{study}' has been applied under {rec.root}")
+    revs = store.revisions()
+    store.close()
+    if as_json:
+        print_json(revs)
+        return
+    table = Table(title=f"history of {study}", title_justify="left")
+    for col in ("revision", "attempted", "applied", "ended", "outcome / detail"):
+        table.add_column(col, overflow="fold")
+    for r in revs:
+        table.add_row(
+            r["revision"][:12], _when(r["attempted"]), "yes" if r["applied"] else "[red]no[/]",
+            _when(r["ended"]), r["outcome"] or r["detail"],
+        )  # fmt: skip
+    out.print(table)
+
+
+def _when(t: float | None) -> str:
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "—"
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(plan)
+    app.command()(apply)
+    app.command()(history)

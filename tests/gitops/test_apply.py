@@ -1,0 +1,181 @@
+"""plan / apply / status --repo / history on real temporary git repos, as a user runs them.
+
+Every step appends a line to a counter file outside the workspace, so "reran only what
+changed" is counted, not assumed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(180)
+
+SPEC = """\
+description: {name: sweep, description: d}
+study:
+  - name: a
+    description: first
+    run: {cmd: "echo $(N) >> $(SPECROOT)/../runs_a; echo $(N) > a.txt"}
+  - name: b
+    description: second
+    run: {cmd: "echo $(N) >> $(SPECROOT)/../runs_b; cat $(a.workspace)/a.txt", depends: [a]}
+  - name: c
+    description: funnel
+    run: {cmd: "echo c >> $(SPECROOT)/../runs_c", depends: [b_*]}
+global.parameters:
+  N: {values: [1, 2, 3], label: "N.%%"}
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def commit(repo: Path, text: str, message: str, name: str = "sweep.yaml") -> str:
+    (repo / "specs").mkdir(exist_ok=True)
+    (repo / "specs" / name).write_text(text)
+    git(repo, "add", "-A", "specs")
+    git(repo, "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def rc(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args], cwd=repo, capture_output=True, text=True,
+        timeout=170,
+    )  # fmt: skip
+
+
+def runs(repo: Path, step: str) -> list[str]:
+    f = repo / f"runs_{step}"
+    return f.read_text().split() if f.exists() else []
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    r = tmp_path / "repo"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    git(r, "config", "user.email", "test@example.org")
+    git(r, "config", "user.name", "test")
+    (r / "README").write_text("studies\n")
+    git(r, "add", "README")
+    git(r, "commit", "-qm", "init")
+    return r
+
+
+def plan_json(repo: Path, *args: str) -> tuple[int, dict]:
+    p = rc(repo, "plan", "--json", *args)
+    return p.returncode, json.loads(p.stdout)
+
+
+def actions(plan: dict) -> dict[str, tuple[str, str]]:
+    return {a["instance"]: (a["action"], a["reason"]) for a in plan["studies"][0]["actions"]}
+
+
+def test_apply_then_a_changed_cmd_reruns_only_that_step_and_its_descendants(repo: Path) -> None:
+    commit(repo, SPEC, "sweep")
+    code, plan = plan_json(repo)
+    assert code == 1 and plan["studies"][0]["counts"]["create"] == 7
+    r = rc(repo, "apply", "--wait")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(runs(repo, "a")) == ["1", "2", "3"] and runs(repo, "c") == ["c"]
+    assert rc(repo, "plan").returncode == 0  # Synced: nothing to do
+
+    commit(repo, SPEC.replace("cat $(a.workspace)/a.txt", "cat $(a.workspace)/a.txt; true"),
+           "change b")  # fmt: skip
+    code, plan = plan_json(repo)
+    assert code == 1
+    assert actions(plan) == {
+        "b_N.1": ("rerun", "run.cmd of step 'b' changed"),
+        "b_N.2": ("rerun", "run.cmd of step 'b' changed"),
+        "b_N.3": ("rerun", "run.cmd of step 'b' changed"),
+        "c": ("rerun", "upstream 'b' reran"),
+    }
+    r = rc(repo, "apply", "--wait")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(runs(repo, "a")) == ["1", "2", "3"]  # a did not run again
+    assert sorted(runs(repo, "b")) == ["1", "1", "2", "2", "3", "3"]
+    assert runs(repo, "c") == ["c", "c"]
+    ws = repo / ".reconciler" / "studies" / "sweep"
+    history = list((ws / ".reconciler" / "history").glob("*/b/N.1"))
+    assert history, "the rerun instance's previous outputs were not kept"
+    assert ".reconciler" in (repo / ".git" / "info" / "exclude").read_text()
+    assert "?? .reconciler/" not in git(repo, "status", "--porcelain")
+
+
+def test_a_new_parameter_value_runs_only_new_instances(repo: Path) -> None:
+    commit(repo, SPEC, "sweep")
+    assert rc(repo, "apply", "--wait").returncode == 0
+    commit(repo, SPEC.replace("values: [1, 2, 3]", "values: [1, 2, 3, 4]"), "add 4")
+    _, plan = plan_json(repo)
+    acts = actions(plan)
+    assert acts["a_N.4"] == ("create", "parameter N gained value 4")
+    assert acts["b_N.4"] == ("create", "parameter N gained value 4")
+    assert acts["c"][0] == "rerun"
+    assert rc(repo, "apply", "--wait").returncode == 0
+    assert sorted(runs(repo, "a")) == ["1", "2", "3", "4"]
+    assert sorted(runs(repo, "b")) == ["1", "2", "3", "4"]
+
+
+def test_an_invalid_commit_leaves_the_last_applied_revision(repo: Path) -> None:
+    good = commit(repo, SPEC, "sweep")
+    assert rc(repo, "apply", "--wait").returncode == 0
+    bad = commit(repo, SPEC.replace("depends: [a]", "depends: [nope]"), "typo")
+    p = rc(repo, "plan")
+    assert p.returncode == 2
+    assert "specs/sweep.yaml:8:" in p.stderr and "nope" in p.stderr
+    a = rc(repo, "apply")
+    assert a.returncode == 2 and "not applied" in a.stdout
+    s = json.loads(rc(repo, "status", "--repo", ".", "--json").stdout)["studies"][0]
+    assert s["health"] == "Degraded"
+    assert s["applied_revision"] == good and s["attempted_revision"] == bad
+    assert "nope" in s["error"]
+    assert sorted(runs(repo, "a")) == ["1", "2", "3"]  # nothing ran again
+    hist = json.loads(rc(repo, "history", "sweep", "--json").stdout)
+    assert [(h["revision"], h["applied"]) for h in hist] == [(good, 1), (bad, 0)]
+
+
+def test_removing_a_step_while_it_runs_cancels_it(repo: Path) -> None:
+    slow = SPEC.replace(
+        '"echo c >> $(SPECROOT)/../runs_c"', '"echo c >> $(SPECROOT)/../runs_c; sleep 60"'
+    )
+    commit(repo, slow, "slow c")
+    assert rc(repo, "apply").returncode == 0  # background engine
+    ws = repo / ".reconciler" / "studies" / "sweep"
+
+    def state(name: str) -> str | None:
+        out = rc(repo, "status", str(ws), "--json").stdout
+        return {i["name"]: i["state"] for i in json.loads(out)}.get(name)
+
+    deadline = time.monotonic() + 60
+    while state("c") != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    without_c = slow.split("  - name: c")[0] + "global.parameters:" + slow.split(
+        "global.parameters:")[1]  # fmt: skip
+    commit(repo, without_c, "drop c")
+    _, plan = plan_json(repo)
+    assert actions(plan) == {"c": ("cancel", "step 'c' removed")}
+    assert rc(repo, "apply").returncode == 0
+    deadline = time.monotonic() + 60
+    while state("c") != "CANCELLED":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert sorted(runs(repo, "a")) == ["1", "2", "3"]  # the rest was left alone
+
+
+def test_notes_are_written_and_readable_with_plain_git(repo: Path) -> None:
+    sha = commit(repo, SPEC, "sweep")
+    assert rc(repo, "apply", "--wait").returncode == 0
+    note = git(repo, "notes", "--ref", "reconciler", "show", sha)
+    assert "study: sweep" in note and f"revision: {sha}" in note
+    assert "outcome: FINISHED" in note and "fingerprint:" in note
