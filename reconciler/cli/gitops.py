@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from reconciler.cli.common import EXIT_CHANGES, EXIT_OK, err, fail, out, print_json
-from reconciler.gitops import deps, provenance
-from reconciler.gitops.health import health
-from reconciler.gitops.reconcile import Reconciler, StudyPlan
-from reconciler.gitops.repo import RepoError
+
+if TYPE_CHECKING:
+    from reconciler.gitops.reconcile import Reconciler, StudyPlan
+
+# GitPython is imported when a GitOps command runs, not when `reconciler` starts: it refuses to
+# import without a `git` on PATH, and `run`, `validate` and the rest need no git at all.
 
 REPO = typer.Option(".", "--repo", help="The git repository of specs (or a directory in it).")
 REV = typer.Option(None, "--rev", help="The revision to plan (default: the current branch's tip).")
@@ -25,12 +27,19 @@ WORKTREE = typer.Option(False, "--worktree", help="Use the work tree's specs, co
 
 def _reconciler(repo: Path, specs: str, root: Path | None, worktree: bool) -> Reconciler:
     try:
+        from reconciler.gitops.reconcile import Reconciler
+        from reconciler.gitops.repo import RepoError
+    except ImportError as e:  # GitPython without git
+        fail(f"GitOps commands need git on PATH: {' '.join(str(e).split())[:200]}")
+    try:
         return Reconciler(repo, specs=specs, root=root, worktree=worktree)
     except RepoError as e:
         fail(str(e))
 
 
 def _plan(rec: Reconciler, rev: str | None) -> tuple[str | None, list[StudyPlan]]:
+    from reconciler.gitops.repo import RepoError
+
     try:
         return rec.plan(rev)
     except RepoError as e:
@@ -96,6 +105,7 @@ def plan(
     rec = _reconciler(repo, specs, root, worktree)
     if against is not None:
         from reconciler.gitops.against import plan_against
+        from reconciler.gitops.repo import RepoError
 
         try:
             sha, plans = plan_against(rec, rev, against)
@@ -148,6 +158,9 @@ def apply(
     Exit codes: 0 applied (or nothing to do), 2 a study could not be applied (it keeps its last
     applied revision) or a study ended with failed instances (--wait).
     """
+    from reconciler.gitops import deps, provenance
+    from reconciler.gitops.health import health
+
     rec = _reconciler(repo, specs, root, worktree)
     sha, plans = _plan(rec, rev)
     deps_ok = True
@@ -174,6 +187,8 @@ def apply(
 
 def repo_status(repo: Path, root: Path | None, specs: str, as_json: bool) -> None:
     """`status --repo`: every study's sync and health, revisions and counts."""
+    from reconciler.gitops.health import health
+
     rec = _reconciler(repo, specs, root, False)
     sha, plans = _plan(rec, None)
     rows = []
