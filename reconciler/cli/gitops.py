@@ -250,6 +250,39 @@ def history(
     out.print(table)
 
 
+def reproduce(
+    rev: str = typer.Argument(..., help="The commit whose run to reproduce."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="A fresh directory to run into."),
+    study: str | None = typer.Option(
+        None, "--study", help="The study (if the commit has several)."
+    ),
+    repo: Path = REPO,
+    specs: str = SPECS,
+) -> None:
+    """Rebuild a study from the specs at REV with the dependency SHAs recorded for REV, run it
+    into a fresh workspace, and report whether every fingerprint equals the recorded one.
+
+    Exit codes: 0 identical fingerprints and every instance finished, 2 otherwise.
+    """
+    from reconciler.gitops import deps
+    from reconciler.gitops.repo import RepoError
+    from reconciler.gitops.reproduce import reproduce as run_again
+
+    rec = _reconciler(repo, specs, None, False)
+    try:
+        r = run_again(rec, rev, study, out_dir)
+    except (RepoError, deps.DependencyError) as e:
+        fail(str(e))
+    out.print(f"{r.study}: {len(r.matched)} of {len(r.matched) + len(r.differ) + len(r.unrecorded)}"
+              f" fingerprints identical to {rev}'s; ran into {r.workspace}: "
+              + ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())))  # fmt: skip
+    for name, then, now in r.differ:
+        err.print(f"  {name}: recorded {then}, now {now}", markup=False)
+    for name in r.unrecorded:
+        err.print(f"  {name}: not in the recorded run", markup=False)
+    raise typer.Exit(EXIT_OK if r.identical and r.finished else 2)
+
+
 def _when(t: float | None) -> str:
     return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "—"
 
@@ -258,3 +291,4 @@ def register(app: typer.Typer) -> None:
     app.command()(plan)
     app.command()(apply)
     app.command()(history)
+    app.command()(reproduce)

@@ -179,3 +179,17 @@ def test_notes_are_written_and_readable_with_plain_git(repo: Path) -> None:
     note = git(repo, "notes", "--ref", "reconciler", "show", sha)
     assert "study: sweep" in note and f"revision: {sha}" in note
     assert "outcome: FINISHED" in note and "fingerprint:" in note
+
+
+def test_reproduce_an_older_commit_matches_its_fingerprints(repo: Path, tmp_path: Path) -> None:
+    old = commit(repo, SPEC, "sweep")
+    assert rc(repo, "apply", "--wait").returncode == 0
+    commit(repo, SPEC.replace("cat $(a.workspace)/a.txt", "cat $(a.workspace)/a.txt; true"), "b")
+    assert rc(repo, "apply", "--wait").returncode == 0
+    out = tmp_path / "again"
+    r = rc(repo, "reproduce", old, "-o", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "7 of 7 fingerprints identical" in r.stdout and "7 FINISHED" in r.stdout
+    assert (out / "c").is_dir()
+    r = rc(repo, "reproduce", old, "-o", str(out))  # never into an existing directory
+    assert r.returncode == 2 and "exists" in r.stderr
