@@ -30,7 +30,9 @@ from reconciler.plan.diff import spec_changes
 from reconciler.plan.states import IN_FLIGHT, State
 from reconciler.record.store import Store, is_workspace
 from reconciler.record.workspace import Workspace
-from reconciler.spec import SpecError, Study, load_study_text
+from reconciler.spec import SpecError, Study
+from reconciler.spec.diagnostics import Collector
+from reconciler.spec.load import load_text
 
 STATE_DIR = Path(".reconciler")
 STOP_WAIT = 30.0  # seconds an apply waits for a running engine to let go of a study
@@ -108,7 +110,7 @@ class Reconciler:
             return sp
         try:
             sp.shas = deps.resolve_git_dependencies(f.study, self.cache)
-            study = f.load(sp.shas)
+            study = f.load(sp.shas) if sp.shas else f.study  # pins change fingerprints
         except (deps.DependencyError, SpecError) as e:
             sp.error = str(e)
             return sp
@@ -236,10 +238,9 @@ def _applied_spec(record: dict[str, Any] | None) -> Any:
     """The spec the workspace was last applied with (None if it cannot be read any more)."""
     if record is None:
         return None
-    try:
-        return load_study_text(record["spec_text"], "applied.yaml").spec
-    except SpecError:
-        return None
+    # Only the model is compared (deepdiff): no need to expand the old study again.
+    loaded = load_text(record["spec_text"], "applied.yaml", Collector("applied.yaml"))
+    return loaded.spec if loaded is not None else None
 
 
 def _counts(recorded: dict[str, Recorded]) -> dict[str, int]:

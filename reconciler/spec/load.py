@@ -168,14 +168,18 @@ class _MaestroResolver(VersionedResolver):
 
     @property
     def versioned_resolver(self) -> Any:
+        # Cached: ruamel recomputes the version for every scalar, a third of a big sweep's load.
+        table = getattr(self, "_table", None)
+        if table is not None:
+            return table
         table = super().versioned_resolver
-        if self.processing_version == (1, 1) and not getattr(self, "_patched", False):
+        if self.processing_version == (1, 1):
             for ch in "yYnN":
                 table[ch] = [
                     (tag, _PYYAML_BOOL if tag.endswith(":bool") else rx)
                     for tag, rx in table.get(ch, [])
                 ]
-            self._patched = True
+        self._table = table
         return table
 
 
