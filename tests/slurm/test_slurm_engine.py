@@ -142,3 +142,27 @@ def test_kill_9_of_the_engine_then_resume_runs_each_once(tmp_path: Path) -> None
     assert {i["state"] for i in found.values()} == {"FINISHED"}
     for n in range(6):  # every instance ran exactly once
         assert (tmp_path / f"count_{n}").read_text() == "ran\n"
+
+
+def test_walltime_timeout_runs_the_restart_command(tmp_path: Path) -> None:
+    # Slurm's smallest limit is a minute (it checks every ~30 s): this test waits ~1.5 min.
+    spec = tmp_path / "t.yaml"
+    spec.write_text(
+        "description: {name: overtime, description: d}\n"
+        "batch: {type: slurm, queue: debug}\n"
+        "study:\n"
+        "  - name: long\n    description: d\n"
+        "    run:\n"
+        "      cmd: 'echo first >> $(SPECROOT)/tries; sleep 600'\n"
+        "      restart: 'echo restart >> $(SPECROOT)/tries'\n"
+        "      walltime: '00:01:00'\n"
+        "      procs: 1\n"
+    )
+    out = tmp_path / "out"
+    r = reconciler("run", str(spec), "-fg", "-y", "-s", "2", "-r", "1", "-o", str(out),
+                   cwd=tmp_path, timeout=280)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "tries").read_text() == "first\nrestart\n"
+    found = states(out, tmp_path)["long"]
+    assert found["state"] == "FINISHED"
+    assert (out / "long" / "long.restart.sh").read_text().startswith("#!/bin/bash\n#SBATCH")
