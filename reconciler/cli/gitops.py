@@ -191,6 +191,8 @@ def repo_status(repo: Path, root: Path | None, specs: str, as_json: bool) -> Non
 
     rec = _reconciler(repo, specs, root, False)
     sha, plans = _plan(rec, None)
+    if any(rec.settle(p) for p in plans):  # studies that ended since: record them, re-read
+        sha, plans = _plan(rec, None)
     rows = []
     for p in plans:
         r = p.record or {}

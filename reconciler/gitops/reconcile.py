@@ -30,7 +30,7 @@ from reconciler.plan.diff import spec_changes
 from reconciler.plan.states import IN_FLIGHT, State
 from reconciler.record.store import Store, is_workspace
 from reconciler.record.workspace import Workspace
-from reconciler.spec import SpecError, Study
+from reconciler.spec import SpecError, Study, load_study_text
 from reconciler.spec.diagnostics import Collector
 from reconciler.spec.load import load_text
 
@@ -138,6 +138,7 @@ class Reconciler:
     def apply(self, sp: StudyPlan, sha: str | None, *, wait: bool = False) -> str:
         """Converge one study to the revision; returns a one-line outcome for people."""
         rev = sha or "worktree"
+        self.settle(sp)  # an earlier apply's study that ended since: record it first
         if not self.source.repo.bare:  # outputs must never end up committed
             ensure_excluded(self.source.repo, f"/{STATE_DIR}/")
         if sp.spec is None:  # the spec is gone: cancel what still runs, keep the rest
@@ -182,9 +183,40 @@ class Reconciler:
         provenance_note(self.source, sp.workspace, study, sha, sp.spec.blob, sp.shas, "applied")
         self._start(sp.workspace, wait)
         if wait:
-            provenance_note(self.source, sp.workspace, study, sha, sp.spec.blob, sp.shas,
-                            "ended")  # fmt: skip
+            sp.record = {}  # it exists now
+            self.settle(sp)
         return "applied"
+
+    def settle(self, sp: StudyPlan) -> bool:
+        """If the study ended since its last apply, record that once: the revision's outcome and
+        a provenance note on the applied commit. True when something was recorded."""
+        if sp.record is None or api.engine_holder(sp.workspace) is not None:
+            return False
+        store = Store.open(sp.workspace)
+        try:
+            revs = [r for r in store.revisions() if r["applied"]]
+            counts = store.counts()
+            if not revs or revs[-1]["ended"] is not None:
+                return False
+            if set(counts) & {str(s) for s in IN_FLIGHT | {State.INITIALIZED}}:
+                return False
+            store.end_revision(counts)
+            record = store.study()
+        finally:
+            store.close()
+        rev = revs[-1]["revision"]
+        if rev == "worktree":
+            return True
+        try:
+            applied = load_study_text(
+                record["spec_text"], sp.spec.path if sp.spec else f"{sp.name}.yaml",
+                dependency_shas=record["dependency_shas"],
+            )  # fmt: skip
+        except SpecError:
+            return True
+        provenance_note(self.source, sp.workspace, applied, rev, record["spec_blob"] or "",
+                        record["dependency_shas"], "ended")  # fmt: skip
+        return True
 
     def _locations(self, study: Study, sp: StudyPlan, specroot: Path, text: str) -> dict[str, str]:
         locations = {"OUTPUT_PATH": str(sp.workspace), "SPECROOT": str(specroot)}
@@ -210,9 +242,6 @@ class Reconciler:
             return  # an engine that kept running re-reads the record on its own
         if wait:
             api.run_engine(ws)
-            store = Store.open(ws)
-            store.end_revision(store.counts())
-            store.close()
         else:
             api.start_background(ws)
 

@@ -193,3 +193,21 @@ def test_reproduce_an_older_commit_matches_its_fingerprints(repo: Path, tmp_path
     assert (out / "c").is_dir()
     r = rc(repo, "reproduce", old, "-o", str(out))  # never into an existing directory
     assert r.returncode == 2 and "exists" in r.stderr
+
+
+def test_a_study_that_ends_in_the_background_gets_its_note(repo: Path) -> None:
+    sha = commit(repo, SPEC, "sweep")
+    assert rc(repo, "apply").returncode == 0  # background engine
+    ws = repo / ".reconciler" / "studies" / "sweep"
+    from reconciler.engine.api import engine_holder
+
+    deadline = time.monotonic() + 60
+    while engine_holder(ws) is not None or len(runs(repo, "c")) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert "outcome: applied" in git(repo, "notes", "--ref", "reconciler", "show", sha)
+    status = json.loads(rc(repo, "status", "--repo", ".", "--json").stdout)["studies"][0]
+    assert status["health"] == "Healthy"
+    assert "outcome: FINISHED" in git(repo, "notes", "--ref", "reconciler", "show", sha)
+    hist = json.loads(rc(repo, "history", "sweep", "--json").stdout)
+    assert json.loads(hist[-1]["outcome"]) == {"FINISHED": 7}
