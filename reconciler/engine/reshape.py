@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reconciler.engine.setup import (
     RunSettings,
+    instance_row,
     render_scripts,
     write_instance_scripts,
     write_study_files,
@@ -25,7 +26,7 @@ from reconciler.engine.setup import (
 from reconciler.plan.actions import Kind, Plan
 from reconciler.plan.states import State
 from reconciler.record import workspace as wsmod
-from reconciler.record.store import InstanceRow, Store
+from reconciler.record.store import Store
 from reconciler.record.workspace import Workspace
 from reconciler.schedulers import get_adapter
 from reconciler.spec.instance import Study
@@ -73,20 +74,7 @@ def reshape(
                 _remove_outputs(root, row.workspace)
         order = {inst.name: i for i, inst in enumerate(study.instances)}
         write_instance_scripts(ws, placed)
-        store.add_instances(
-            InstanceRow(
-                name=p.instance.name,
-                step=p.instance.step,
-                workspace=p.workspace,
-                depends=p.instance.depends,
-                fingerprint=p.instance.fingerprint,
-                ord=order[p.instance.name],
-                walltime=p.instance.resources.walltime,
-                has_restart=p.restart is not None,
-                params=dict(p.instance.params),
-            )
-            for p in placed
-        )
+        store.add_instances(instance_row(p, order[p.instance.name]) for p in placed)
         changes: dict[str, dict[str, object]] = {}
         for a in plan.by_kind(Kind.RETRY):
             changes[a.instance] = {"state": State.INITIALIZED, "not_before": None,

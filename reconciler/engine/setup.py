@@ -147,6 +147,21 @@ def render_scripts(
     return placed
 
 
+def instance_row(p: Placed, order: int) -> InstanceRow:
+    """The record's row of a newly placed instance (waiting to run)."""
+    return InstanceRow(
+        name=p.instance.name,
+        step=p.instance.step,
+        workspace=p.workspace,
+        depends=p.instance.depends,
+        fingerprint=p.instance.fingerprint,
+        ord=order,
+        walltime=p.instance.resources.walltime,
+        has_restart=p.restart is not None,
+        params=dict(p.instance.params),
+    )
+
+
 def create_workspace(
     study: Study,
     root: Path,
@@ -199,20 +214,7 @@ def create_workspace(
             backoff=study.reconcile.backoff,
             slots=settings.slots,
         )
-        store.add_instances(
-            InstanceRow(
-                name=p.instance.name,
-                step=p.instance.step,
-                workspace=p.workspace,
-                depends=p.instance.depends,
-                fingerprint=p.instance.fingerprint,
-                ord=i,
-                walltime=p.instance.resources.walltime,
-                has_restart=p.restart is not None,
-                params=dict(p.instance.params),
-            )
-            for i, p in enumerate(placed)
-        )
+        store.add_instances(instance_row(p, i) for i, p in enumerate(placed))
         wsmod.write_status_csv(ws, store.instances())
         store.close()
     except BaseException:
