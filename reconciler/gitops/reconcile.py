@@ -287,7 +287,7 @@ def _held(ws: Path) -> Iterator[None]:
     every action), so stopping it with SIGTERM loses nothing; it is restarted after the apply.
     """
     holder = api.engine_holder(ws)
-    if holder is not None and holder.get("host") == os.uname().nodename:
+    if holder is not None and holder.get("pid") and holder.get("host") == os.uname().nodename:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(holder["pid"]), signal.SIGTERM)
     deadline = time.monotonic() + STOP_WAIT

@@ -26,6 +26,8 @@ class Figures:
     hostile_tried: set[str] = field(default_factory=set)
     hostile_rejected: set[str] = field(default_factory=set)  # refused at validation
     hostile_contained: set[str] = field(default_factory=set)  # accepted, and stayed inside
+    kills: int = 0  # kill -9s of a running engine survived
+    once: int = 0  # instances proven (by counter files) to have run exactly once
 
     # -- recording ------------------------------------------------------------------------
 
@@ -52,6 +54,12 @@ class Figures:
 
     def hostile_outcome(self, name: str, *, rejected: bool) -> None:
         (self.hostile_rejected if rejected else self.hostile_contained).add(name)
+
+    def chaos(self, kills: int) -> None:
+        self.kills += kills
+
+    def exactly_once(self, instances: int) -> None:
+        self.once += instances
 
     # -- report ---------------------------------------------------------------------------
 
@@ -83,6 +91,11 @@ class Figures:
                 f"{len(self.hostile_tried)} ({len(self.hostile_rejected)} rejected at "
                 f"validation, {len(self.hostile_contained)} accepted and kept inside the "
                 "workspace)"
+            )
+        if self.kills:
+            out.append(
+                f"engine kill -9s survived: {self.kills}; instances that then ran exactly once "
+                f"(counted): {self.once}"
             )
         return out
 
