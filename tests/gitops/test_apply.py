@@ -211,3 +211,13 @@ def test_a_study_that_ends_in_the_background_gets_its_note(repo: Path) -> None:
     assert "outcome: FINISHED" in git(repo, "notes", "--ref", "reconciler", "show", sha)
     hist = json.loads(rc(repo, "history", "sweep", "--json").stdout)
     assert json.loads(hist[-1]["outcome"]) == {"FINISHED": 7}
+
+
+def test_a_finished_instance_whose_directory_is_gone_is_missing(repo: Path) -> None:
+    import shutil
+
+    commit(repo, SPEC, "sweep")
+    assert rc(repo, "apply", "--wait").returncode == 0
+    shutil.rmtree(repo / ".reconciler" / "studies" / "sweep" / "b" / "N.2")
+    s = json.loads(rc(repo, "status", "--repo", ".", "--json").stdout)["studies"][0]
+    assert (s["sync"], s["health"]) == ("Synced", "Missing")
