@@ -41,11 +41,12 @@ def _root(
 
 def _register() -> None:
     # Imported here so each module can `from reconciler.cli.app import app` without a cycle.
-    from reconciler.cli import gitops, maestro, tools
+    from reconciler.cli import gitops, maestro, tools, watch
 
     tools.register(app)
     maestro.register(app)
     gitops.register(app)
+    watch.register(app)
 
 
 _register()

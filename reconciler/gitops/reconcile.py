@@ -105,6 +105,7 @@ class Reconciler:
         name = f.name or Path(f.path).stem
         sp = StudyPlan(name, self.workspace_of(name, f.study), f)
         sp.record, recorded = _read_record(sp.workspace)
+        sp.counts = _counts(recorded)
         if f.error is not None or f.study is None:
             sp.error = str(f.error) if f.error else f"{f.path}: cannot be read"
             return sp
@@ -119,7 +120,6 @@ class Reconciler:
         old_shas = (sp.record or {}).get("dependency_shas") or {}
         changes = spec_changes(applied, study.spec, old_shas, sp.shas)
         sp.plan = make_plan(study, recorded, changes, tries=study.reconcile.retries + 1)
-        sp.counts = _counts(recorded)
         return sp
 
     def _plan_gone(self, ws: Path) -> StudyPlan:
@@ -151,7 +151,7 @@ class Reconciler:
                 self._start(sp.workspace, wait)
             return f"spec removed: {len(cancels)} in-flight instances cancelled"
         if sp.error is not None or sp.study is None:
-            self._refused(sp, rev, sp.error or "invalid spec")
+            self.refuse(sp, rev, sp.error or "invalid spec")
             return f"not applied: {sp.error}"
         if sp.suspended:
             return "suspended (reconcile.suspend): nothing submitted"
@@ -160,11 +160,17 @@ class Reconciler:
         try:
             locations = self._locations(study, sp, specroot, text)
         except (deps.DependencyError, SetupError) as e:
-            self._refused(sp, rev, str(e))
+            self.refuse(sp, rev, str(e))
             return f"not applied: {e}"
         revision = {"last_attempted_revision": rev, "last_applied_revision": rev,
                     "spec_blob": sp.spec.blob}  # fmt: skip
-        if sp.record is None:
+        if sp.record is not None and sp.plan is not None and not sp.plan.changes:
+            # Only the revision moved (another study's commit): record it, leave the engine be.
+            store = Store.open(sp.workspace)
+            store.update_study(control=False, last_error=None, spec_text=text,
+                               dependency_shas=json.dumps(sp.shas, sort_keys=True),
+                               **revision)  # fmt: skip
+        elif sp.record is None:
             create_workspace(
                 study, sp.workspace, RunSettings(throttle=study.reconcile.throttle),
                 cwd=self.source.root, spec_text=text, locations=locations,
@@ -226,7 +232,7 @@ class Reconciler:
         locations.update({k: str(a.path) for k, a in got.items()})
         return locations
 
-    def _refused(self, sp: StudyPlan, rev: str, error: str) -> None:
+    def refuse(self, sp: StudyPlan, rev: str, error: str) -> None:
         """An invalid revision changes nothing but the record of having tried it."""
         if sp.record is None:
             return

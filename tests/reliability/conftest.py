@@ -1,5 +1,6 @@
 """Reliability figures for issue #8: how many bad inputs were tried and rejected, how many fuzz
-examples ran, how many hostile specs were contained. Printed at the end of the pytest run.
+examples ran, how many hostile specs were contained, how many engine kills were survived and
+how many injected faults ended in a clear error or a recovery. Printed at the end of the pytest run.
 
 Tests record through the session-scoped `figures` fixture: `tried(...)` first, the outcome
 (`rejected(...)`, `contained(...)`) only after every assertion held, so a failing test shows
@@ -28,6 +29,8 @@ class Figures:
     hostile_contained: set[str] = field(default_factory=set)  # accepted, and stayed inside
     kills: int = 0  # kill -9s of a running engine survived
     once: int = 0  # instances proven (by counter files) to have run exactly once
+    faults_tried: set[str] = field(default_factory=set)  # faults injected (test_faults.py)
+    faults_handled: set[str] = field(default_factory=set)  # clear error or recovery, proven
 
     # -- recording ------------------------------------------------------------------------
 
@@ -60,6 +63,12 @@ class Figures:
 
     def exactly_once(self, instances: int) -> None:
         self.once += instances
+
+    def fault(self, name: str) -> None:
+        self.faults_tried.add(name)
+
+    def fault_handled(self, name: str) -> None:
+        self.faults_handled.add(name)
 
     # -- report ---------------------------------------------------------------------------
 
@@ -96,6 +105,13 @@ class Figures:
             out.append(
                 f"engine kill -9s survived: {self.kills}; instances that then ran exactly once "
                 f"(counted): {self.once}"
+            )
+        if self.faults_tried:
+            out.append(
+                f"faults injected (read-only or full disk, deleted directories, corrupted "
+                f"records, misbehaving schedulers): {len(self.faults_tried)}; handled with a "
+                f"clear error or a recovery: {len(self.faults_handled & self.faults_tried)} of "
+                f"{len(self.faults_tried)}"
             )
         return out
 

@@ -1,0 +1,459 @@
+"""`reconciler watch`: follow a branch and keep every study of the repo converged to its tip.
+
+Two triggers, one reconcile. A watchdog observer on the tracked ref (`refs/heads/<branch>`,
+`packed-refs`, `HEAD`, and with `--fetch` the remote-tracking ref) reacts to a commit within a
+debounce; a level-triggered resync every `interval` seconds re-reads everything (and fetches),
+so a missed event changes nothing. A pass:
+
+  tip of the tracked ref → (signature check) → `Reconciler.plan(tip)` → per study:
+    - new study, plan with changes or retries, or last applied revision ≠ tip → `apply`
+    - invalid spec → `apply` once per revision (records the refusal; the last applied
+      revision keeps running) and the error logged once, with file:line
+    - spec removed → `apply` when something is still in flight (cancels it; outputs stay)
+    - every study: `settle` (record the outcome and note of a study that ended); on a resync,
+      restart the engine of a study with work left and no engine, and report drift (Missing)
+
+One study's error never stops the others. Engines are separate background processes: stopping
+the watcher (SIGTERM, SIGINT) leaves them and their jobs running, and a restarted watcher picks
+everything up from the records. One watcher per repo: an flock on `.reconciler/watch.lock`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from git.exc import GitCommandError
+
+from reconciler.engine import api
+from reconciler.engine.lock import EngineLock, LockHeld
+from reconciler.gitops.health import MOVING, missing_outputs
+from reconciler.gitops.reconcile import STATE_DIR, Reconciler, StudyPlan
+from reconciler.gitops.repo import RepoError, ensure_excluded
+from reconciler.gitops.watchlog import LOGGER
+from reconciler.plan.actions import Kind
+from reconciler.record.store import Store, is_workspace
+
+INTERVAL = 60.0  # seconds between level-triggered resyncs
+DEBOUNCE = 0.1  # seconds to let a burst of ref events (lock file, rename, reflog) settle
+TICK = 0.25  # the longest the loop sleeps without checking for SIGTERM/SIGINT
+MAX_BACKOFF = 3600.0  # a failing apply is retried at most this far apart
+_CHANGES = ("created", "modified", "moved", "deleted")  # not opened/closed: reads are no news
+
+
+class WatchError(Exception):
+    """A user-fixable reason the watcher cannot start (one paragraph)."""
+
+
+@dataclass
+class _Failure:
+    tries: int = 0
+    next_try: float = 0.0
+
+
+@dataclass
+class Watcher:
+    """A repo, the branch it follows, and what the loop remembers between passes."""
+
+    repo: str | os.PathLike[str] = "."
+    branch: str | None = None
+    specs: str = "specs"
+    root: str | os.PathLike[str] | None = None
+    interval: float = INTERVAL
+    fetch: bool = False
+    remote: str = "origin"
+    require_signed: bool = False
+    debounce: float = DEBOUNCE
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER))
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0:
+            raise WatchError(f"--interval must be more than 0 seconds, not {self.interval}")
+        try:
+            self.rec = Reconciler(self.repo, specs=self.specs, root=self.root)
+        except RepoError as e:
+            raise WatchError(str(e)) from e
+        self.git = self.rec.source.repo
+        self.branch = self.branch or self.rec.source.branch
+        if not self.branch:
+            raise WatchError(
+                f"HEAD of {self.rec.source.root} is detached: name the branch to follow with "
+                "--branch."
+            )
+        self._check_names()
+        self.ref = (
+            f"refs/remotes/{self.remote}/{self.branch}"
+            if self.fetch
+            else f"refs/heads/{self.branch}"
+        )
+        self.state_dir = self.rec.source.root / STATE_DIR
+        self.lock_file = self.state_dir / "watch.lock"
+        self.log_file = self.state_dir / "watch.log"
+        self._lock: EngineLock | None = None
+        self._stopping = False
+        self._wake = threading.Event()
+        self._said: set[Hashable] = set()
+        self._failures: dict[tuple[str, str], _Failure] = {}
+        self._signed: dict[str, str | None] = {}  # sha -> None (accepted) or why refused
+        self._last_sha: str | None = None
+        self._errors = 0
+
+    def _check_names(self) -> None:
+        assert self.branch is not None
+        try:
+            self.git.git.check_ref_format("--branch", self.branch)
+        except GitCommandError as e:
+            raise WatchError(f"--branch {self.branch!r} is not a valid branch name") from e
+        if self.fetch and self.remote not in {r.name for r in self.git.remotes}:
+            known = ", ".join(sorted(r.name for r in self.git.remotes)) or "none"
+            raise WatchError(
+                f"--fetch: {self.rec.source.root} has no remote '{self.remote}' (remotes: "
+                f"{known}); add one with `git remote add` or name it with --remote."
+            )
+
+    # -- the lock ---------------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Take the one-watcher-per-repo lock, or raise WatchError naming the holder."""
+        if not self.git.bare:
+            ensure_excluded(self.git, f"/{STATE_DIR}/")
+        info = {"role": "watcher", "branch": self.branch, "ref": self.ref}
+        try:
+            self._lock = EngineLock(self.lock_file, info).acquire()
+        except LockHeld as e:
+            h = e.holder
+            started = h.get("started")
+            when = datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S") if started else "?"
+            raise WatchError(
+                f"another watcher already follows {self.rec.source.root} (pid "
+                f"{h.get('pid', '?')} on {h.get('host', '?')}, branch {h.get('branch', '?')}, "
+                f"started {when}); it holds {self.lock_file}. One watcher per repository: stop "
+                f"that one first (kill -TERM {h.get('pid', '<pid>')})."
+            ) from None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, *, once: bool = False) -> int:
+        """Reconcile until SIGTERM/SIGINT (or one pass with `once`). Returns an exit code:
+        0, or with `once` 2 when the pass met an error."""
+        if self._lock is None:
+            self.acquire()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        observer = None
+        try:
+            if once:
+                self.reconcile(resync=True)
+                return 2 if self._errors else 0
+            observer = self._observe()  # before the first pass: no commit falls in between
+            self.reconcile(resync=True)
+            self.log.info(
+                "watching %s (%s) of %s: resync every %gs%s",
+                self.branch, self.ref, self.rec.source.root, self.interval,
+                "" if observer else " (no file events: resync only)",
+            )  # fmt: skip
+            self._loop()
+            self.log.info("stopped; engines and their jobs keep running")
+            return 0
+        finally:
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=5)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.release()
+
+    def _loop(self) -> None:
+        next_resync = time.monotonic() + self.interval
+        while not self._stopping:
+            now = time.monotonic()
+            if now >= next_resync:
+                self.reconcile(resync=True)
+                next_resync = time.monotonic() + self.interval
+                continue
+            if self._wake.wait(min(TICK, next_resync - now)) and not self._stopping:
+                time.sleep(self.debounce)  # the rest of the burst lands meanwhile
+                self._wake.clear()
+                self.reconcile(resync=False)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only a flag: the loop checks it at least every TICK, and between studies of a pass,
+        # so an apply in progress is finished, never cut in half.
+        if not self._stopping:
+            self.log.info("%s received: stopping after the current step",
+                          signal.Signals(signum).name)  # fmt: skip
+        self._stopping = True
+
+    def _observe(self) -> Any:
+        """A watchdog observer on the tracked ref; None when the OS refuses (resync only)."""
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        common, gitdir = Path(self.git.common_dir), Path(self.git.git_dir)
+        wanted = {
+            os.path.normpath(p)
+            for p in (common / self.ref, common / "packed-refs", gitdir / "HEAD")
+        }
+        reftable = os.path.normpath(common / "reftable") + os.sep
+        wake = self._wake
+
+        class OnRef(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type not in _CHANGES:
+                    return
+                for p in (event.src_path, getattr(event, "dest_path", "")):
+                    path = os.path.normpath(os.fsdecode(p)) if p else ""
+                    if path in wanted or path.startswith(reftable):
+                        wake.set()
+                        return
+
+        observer = Observer()
+        handler = OnRef()
+        dirs = {(str(common), False), (str(gitdir), False)}
+        dirs.add((str(common / "refs"), True))
+        try:
+            for path, recursive in sorted(dirs):
+                if Path(path).is_dir():
+                    observer.schedule(handler, path, recursive=recursive)
+            observer.start()
+        except OSError as e:  # e.g. the inotify watch limit
+            self.log.warning("cannot watch %s for changes (%s); resyncing every %gs only",
+                             common, e, self.interval)  # fmt: skip
+            return None
+        return observer
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    def reconcile(self, *, resync: bool) -> None:
+        """One level-triggered pass over every study. Never raises for a study's error."""
+        self._errors = 0
+        if resync and self.fetch:
+            self._fetch()
+        try:
+            sha = self.rec.source.resolve(self.ref)
+        except RepoError:
+            self._error(("tip", self.ref), f"{self.ref} does not exist (yet) in "
+                        f"{self.rec.source.root}: nothing to apply")  # fmt: skip
+            self._maintain(self._recorded(), resync)
+            return
+        if not resync and sha == self._last_sha:
+            return  # another ref moved, or the same tip again: the resync covers the rest
+        self.log.debug("%s pass at %s", "resync" if resync else "event", sha[:12])
+        if self.require_signed and not self._verified(sha):
+            self._maintain(self._recorded(), resync)
+            self._last_sha = sha
+            return
+        try:
+            _, plans = self.rec.plan(sha)
+        except RepoError as e:
+            self._error(("plan", sha, str(e)), f"{sha[:12]}: {e}", revision=sha)
+            self._maintain(self._recorded(), resync)
+            self._last_sha = sha
+            return
+        for sp in plans:
+            if self._stopping:
+                return
+            try:
+                self._study(sp, sha, resync)
+            except Exception as e:  # one study's failure never stops the others
+                self._error(("crash", sp.name, sha, repr(e)), f"{sp.name}: {e}",
+                            study=sp.name, revision=sha, exc_info=True)  # fmt: skip
+        self._last_sha = sha
+
+    def _study(self, sp: StudyPlan, sha: str, resync: bool) -> None:
+        rec = sp.record or {}
+        where = {"study": sp.name, "revision": sha}
+        self._settle(sp)  # a run that ended gets its outcome before anything new is applied
+        if sp.spec is None:  # gone from the revision: cancel what is in flight, once
+            key = ("gone", sp.name, sha)
+            if sp.plan and sp.plan.by_kind(Kind.CANCEL) and key not in self._said:
+                outcome = self.rec.apply(sp, sha)
+                self._said.add(key)  # the engine acts on the flags; no second apply needed
+                self.log.info("%s: %s", sp.name, outcome, extra=where)
+            self._maintain([sp], resync)
+            return
+        if sp.error is not None:
+            seen = rec.get("last_attempted_revision") == sha and rec.get("last_error")
+            if not seen and ("refused", sp.name, sha) not in self._said:
+                self.rec.apply(sp, sha)  # records the refusal; nothing else changes
+            self._error(("refused", sp.name, sha),
+                        f"{sp.name}: {sha[:12]} not applied, the last applied revision "
+                        f"({(rec.get('last_applied_revision') or 'none')[:12]}) stays: "
+                        f"{sp.error}", **where)  # fmt: skip
+            self._maintain([sp], resync)
+            return
+        if sp.suspended:
+            self._say(
+                ("suspended", sp.name, sha),
+                logging.INFO,
+                f"{sp.name}: suspended (reconcile.suspend), nothing submitted",
+                **where,
+            )
+            return
+        assert sp.plan is not None
+        # Applied at this revision already: only new work (a retry, or a record changed behind
+        # our back) calls for another apply; cancels and prunes in progress do not.
+        kinds = {a.kind for a in sp.plan.changes}
+        wanted = (
+            sp.record is None
+            or rec.get("last_applied_revision") != sha
+            or bool(kinds & {Kind.CREATE, Kind.RERUN, Kind.RETRY})
+        )
+        if wanted and self._may_try(sp.name, sha, resync):
+            self._apply(sp, sha)
+            return
+        self._maintain([sp], resync)
+
+    def _apply(self, sp: StudyPlan, sha: str) -> None:
+        where = {"study": sp.name, "revision": sha}
+        summary = _summary(sp)
+        try:
+            outcome = self.rec.apply(sp, sha)
+        except Exception as e:  # a dependency fetch, a lock that would not come free...
+            outcome = f"not applied: {e}"
+        key = (sp.name, sha)
+        if outcome.startswith("not applied"):
+            f = self._failures.setdefault(key, _Failure())
+            f.tries += 1
+            f.next_try = time.monotonic() + min(self.interval * 2 ** (f.tries - 1), MAX_BACKOFF)
+            self._error(("apply", sp.name, sha, outcome), f"{sp.name}: {sha[:12]} {outcome} "
+                        "(retried at a later resync)", **where)  # fmt: skip
+            return
+        self._failures.pop(key, None)
+        self.log.info("%s: %s %s%s", sp.name, outcome, sha[:12],
+                      f" ({summary})" if summary else "", extra=where)  # fmt: skip
+
+    def _may_try(self, name: str, sha: str, resync: bool) -> bool:
+        f = self._failures.get((name, sha))
+        return f is None or (resync and time.monotonic() >= f.next_try)
+
+    def _maintain(self, plans: list[StudyPlan], resync: bool) -> None:
+        """Record studies that ended; on a resync restart lost engines and report drift."""
+        for sp in plans:
+            if self._stopping or sp.record is None:
+                continue
+            where = {"study": sp.name, "revision": sp.record.get("last_applied_revision")}
+            try:
+                if self._settle(sp) or not resync:
+                    continue
+                moving = MOVING & set(_counts(sp))
+                if moving and not sp.suspended and api.engine_holder(sp.workspace) is None:
+                    pid = api.start_background(sp.workspace)
+                    self.log.warning("%s: work left and no engine running: started one (pid %d)",
+                                     sp.name, pid, extra=where)  # fmt: skip
+                gone = missing_outputs(sp)
+                if gone:
+                    self._say(("missing", sp.name, tuple(gone)), logging.WARNING,
+                              f"{sp.name}: drift (Missing): {len(gone)} finished instances' "
+                              f"directories are gone: {', '.join(gone[:10])}", **where)  # fmt: skip
+            except Exception as e:
+                self._error(("maintain", sp.name, repr(e)), f"{sp.name}: {e}", exc_info=True,
+                            **where)  # fmt: skip
+
+    def _settle(self, sp: StudyPlan) -> bool:
+        """Record (and log) that a study ended since its last apply; True if it did."""
+        if sp.record is None or not self.rec.settle(sp):
+            return False
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(sp).items()))
+        self.log.info(
+            "%s: ended: %s",
+            sp.name,
+            counts or "nothing to run",
+            extra={"study": sp.name, "revision": sp.record.get("last_applied_revision")},
+        )
+        return True
+
+    def _recorded(self) -> list[StudyPlan]:
+        """The studies with a workspace under the root, without reading any revision."""
+        out: list[StudyPlan] = []
+        if not self.rec.root.is_dir():
+            return out
+        for ws in sorted(self.rec.root.iterdir()):
+            if not is_workspace(ws):
+                continue
+            store = Store.open(ws)
+            try:
+                record, counts = store.study(), store.counts()
+            finally:
+                store.close()
+            out.append(StudyPlan(record.get("name", ws.name), ws, None, record=record,
+                                 counts=counts))  # fmt: skip
+        return out
+
+    # -- git --------------------------------------------------------------------------------
+
+    def _fetch(self) -> None:
+        refspec = f"+refs/heads/{self.branch}:{self.ref}"
+        try:
+            self.git.git.fetch("--no-tags", "--quiet", self.remote, refspec)
+        except GitCommandError as e:
+            why = " ".join(str(e.stderr or e).split())[:400]
+            self._error(("fetch", why), f"git fetch {self.remote} {self.branch} failed: {why}; "
+                        "reconciling what was fetched before")  # fmt: skip
+        else:  # it works again: a later failure is news
+            self._said = {k for k in self._said if not (isinstance(k, tuple) and k[0] == "fetch")}
+
+    def _verified(self, sha: str) -> bool:
+        """`git verify-commit` accepts the commit's signature; else the tip is refused."""
+        if sha not in self._signed:
+            try:
+                self.git.git.verify_commit(sha)
+                self._signed[sha] = None
+            except GitCommandError as e:
+                lines = [ln for ln in str(e.stderr or "").splitlines() if ln.strip()]
+                why = " ".join(" ".join(lines[-2:]).split()).removeprefix("stderr:").strip(" '")
+                self._signed[sha] = why or "the commit is not signed"
+        why = self._signed[sha]
+        if why is None:
+            return True
+        error = (f"commit {sha} is refused (--require-signed): git verify-commit does not "
+                 f"accept its signature ({why}). Nothing was applied.")  # fmt: skip
+        self._error(("unsigned", sha), error, revision=sha)
+        for sp in self._recorded():
+            if (sp.record or {}).get("last_attempted_revision") != sha:
+                self.rec.refuse(sp, sha, error)
+        return False
+
+    # -- logging once -----------------------------------------------------------------------
+
+    def _say(self, key: Hashable, level: int, msg: str, *, exc_info: bool = False,
+             study: str | None = None, revision: str | None = None) -> None:  # fmt: skip
+        if key in self._said:
+            return
+        self._said.add(key)
+        self.log.log(level, msg, exc_info=exc_info,
+                     extra={"study": study, "revision": revision})  # fmt: skip
+
+    def _error(self, key: Hashable, msg: str, **kw: Any) -> None:
+        self._errors += 1
+        self._say(key, logging.ERROR, msg, **kw)
+
+
+def _counts(sp: StudyPlan) -> dict[str, int]:
+    """Instances by state, from the record now (a plan of an invalid spec carries none)."""
+    store = Store.open(sp.workspace)
+    try:
+        return store.counts()
+    finally:
+        store.close()
+
+
+def _summary(sp: StudyPlan) -> str:
+    counts = sp.plan.counts() if sp.plan else {}
+    return ", ".join(f"{n} {k}" for k, n in counts.items() if n and k != str(Kind.KEEP))
+
+
+__all__ = ["DEBOUNCE", "INTERVAL", "WatchError", "Watcher"]
