@@ -71,7 +71,7 @@ def _launch(root: Path, *, fg: bool, slots: int | None) -> None:
             outcome = _run_with_progress(root, total, slots)
         else:
             outcome = api.run_engine(root, slots=slots)
-    except api.LockHeld as e:
+    except (api.LockHeld, api.EngineStopped) as e:
         fail(str(e))
     summary = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
     out.print(f"Study ended: {summary} ({root})")

@@ -11,7 +11,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from reconciler.engine.api import LockHeld, run_engine
+from reconciler.engine.api import EngineStopped, LockHeld, run_engine
 from reconciler.record.store import RecordError
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{stamp} engine started on {args.root}", flush=True)
     try:
         outcome = run_engine(args.root.resolve(), slots=args.slots)
-    except (LockHeld, RecordError) as e:
+    except (LockHeld, RecordError, EngineStopped) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from reconciler.record.workspace import Workspace
 from reconciler.schedulers import base
 
 __all__ = [
+    "EngineStopped",
     "LockHeld",
     "Outcome",
     "cancel",
@@ -54,8 +56,20 @@ def run_engine(
             )
         try:
             return engine.run(launch=launch, once=once, wake_signal=wake)
+        except (OSError, sqlite3.OperationalError) as e:
+            # A full or read-only disk: every transaction so far is intact (WAL), running jobs
+            # go on, and `resume` carries on once the disk is writable again.
+            why = getattr(e, "strerror", None) or str(e)
+            raise EngineStopped(
+                f"the engine of {root} stopped: {why}. The record is intact and running jobs "
+                f"go on; free space (or make the disk writable) and `reconciler resume {root}`."
+            ) from e
         finally:
             engine.store.close()
+
+
+class EngineStopped(Exception):
+    """The engine cannot write (disk full, read-only): a clear message, the record intact."""
 
 
 def engine_holder(root: Path) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ def existing_workspace(root: Path, study: Study) -> bool:
             name = store.study()["name"]
             store.close()
         except RecordError as e:
-            raise SetupError(f"{e}. Nothing was changed.") from None
+            raise SetupError(str(e)) from None  # it says that nothing was changed
         if name != study.name:
             raise SetupError(
                 f"{root} is the workspace of study '{name}', not '{study.name}'; it is left as "
@@ -217,9 +218,15 @@ def create_workspace(
         store.add_instances(instance_row(p, i) for i, p in enumerate(placed))
         wsmod.write_status_csv(ws, store.instances())
         store.close()
-    except BaseException:
+    except BaseException as e:
         if created_root:  # never leave half a workspace behind
             shutil.rmtree(root, ignore_errors=True)
+        if isinstance(e, OSError | sqlite3.Error):  # read-only, full disk, no permission
+            why = getattr(e, "strerror", None) or str(e)
+            raise SetupError(
+                f"cannot write the workspace {root}: {why}. Nothing was left behind; choose "
+                "another place with -o DIR (or OUTPUT_PATH), or free space, and run again."
+            ) from None
         raise
     return ws
 

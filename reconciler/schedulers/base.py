@@ -69,8 +69,8 @@ def secure_paths(root: Path, job: Job) -> None:
         here = here / part
         if here.is_symlink() or not here.is_dir():
             raise SubmitError(
-                f"{here} is not the directory reconciler made (a symlink or a file put there "
-                "after setup, by an earlier step?); nothing was written through it"
+                f"{here} is not the directory reconciler made (deleted, or replaced by a "
+                "symlink or a file after setup, by an earlier step?); nothing was written there"
             )
     for path in (job.out, job.err, job.exit_file):
         if path.is_symlink():
@@ -138,6 +138,7 @@ def run(
         input=stdin,
         capture_output=True,
         text=True,
+        errors="replace",  # bytes that are not UTF-8 reach the parser as garbage, not a crash
         timeout=timeout,
         check=False,
     )

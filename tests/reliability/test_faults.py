@@ -15,8 +15,9 @@ in a silent wrong state, and what the record holds is never lost:
   moments and resumed each time.
 
 Counter files outside the workspace (and outside any small filesystem) prove how many times each
-instance ran. Where reconciler still gives a traceback the test is a strict xfail that names the
-bug; every mount is undone in a finalizer, failure or not.
+instance ran. Every mount is undone in a finalizer, failure or not. (The first run of these tests
+found eleven tracebacks — kept as strict xfails until they were fixed; docs/reliability.md lists
+them. A fault that shows a new one belongs here as a strict xfail naming the bug.)
 """
 
 from __future__ import annotations
@@ -270,12 +271,14 @@ def test_read_only_workspace_is_a_clear_error_and_the_record_is_unchanged(
     figures.fault_handled("read-only workspace: run/resume/status/cancel")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `run -o DIR` on a read-only filesystem ends in a traceback (OSError EROFS "
-    "from create_workspace → write_study_files → root.mkdir, not caught as a SetupError), "
-    "exit 1",
-)
+def test_read_only_workspace_message_names_the_cause(mounts: Mounts, tmp_path: Path) -> None:
+    fs, ws, _ = a_workspace(mounts, tmp_path)
+    mounts.read_only(fs)
+    r = rc("resume", str(ws), "-fg", cwd=tmp_path)
+    assert_clean_error(r, str(ws))
+    assert "read-only" in r.stderr.lower() and "backup" not in r.stderr, r.stderr
+
+
 def test_run_into_a_read_only_directory_is_a_clear_error(
     mounts: Mounts, tmp_path: Path, figures
 ) -> None:  # type: ignore[no-untyped-def]
@@ -314,12 +317,6 @@ def test_disk_full_before_resume_then_freed_finishes_once(
     figures.fault_handled("disk full: resume")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `run -o DIR` on a full disk ends in a traceback (OSError ENOSPC from "
-    "create_workspace → write_study_files, not caught as a SetupError), exit 1; the half-made "
-    "workspace is removed",
-)
 def test_run_onto_a_full_disk_is_a_clear_error(mounts: Mounts, tmp_path: Path, figures) -> None:  # type: ignore[no-untyped-def]
     figures.fault("disk full: run -o NEW")
     fs = mounts.tmpfs("1m")
@@ -402,14 +399,6 @@ def test_disk_full_while_the_engine_runs_loses_nothing_and_resume_finishes(
     figures.fault_handled("disk full: while the engine runs")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an engine that meets a full disk dies with a traceback, exit 1, instead of "
-    "a clear one-paragraph error: OSError ENOSPC from StatusWriter.maybe_write → "
-    "workspace.write_atomic (status.csv) and/or sqlite3.OperationalError 'database or disk is "
-    "full' from Store.apply, neither caught in Engine.run; the record itself stays intact "
-    "(previous test)",
-)
 def test_disk_full_engine_stops_with_a_clear_error(mounts: Mounts, tmp_path: Path, figures) -> None:  # type: ignore[no-untyped-def]
     figures.fault("disk full: the engine's message")
     full = FullDisk(mounts, tmp_path)
@@ -528,29 +517,14 @@ COMMANDS = {
     "cancel": ("cancel", "-y", "{ws}"),
     "run -o": ("run", "{spec}", "-y", "-fg", "-o", "{ws}"),
 }
-TRACEBACK_BUGS = {
-    ("garbage in the study table", "resume -fg"): "RecordError('the record has no study') "
-    "raised by store.study() at cli/maestro.py resume(), after _open and outside its try",
-    ("garbage in the study table", "cancel"): "RecordError('the record has no study') raised "
-    "by Store.study() in Engine.__init__ (api.cancel → run_engine for the one pass), which "
-    "cli/maestro.py cancel() does not catch",
-}
-for _cmd in COMMANDS:  # Store.open only reads the header; later queries raise DatabaseError
-    TRACEBACK_BUGS[("garbage in the instance table", _cmd)] = (
-        "sqlite3.DatabaseError 'database disk image is malformed' from a query after "
-        "Store.open (Store.instances/counts), not turned into a RecordError"
-    )
+CASES = [
+    pytest.param(corruption, command, id=f"{corruption}-{command}")
+    for corruption in CORRUPTIONS
+    for command in COMMANDS
+]
 
 
-def _cases() -> Iterator[object]:
-    for corruption in CORRUPTIONS:
-        for command in COMMANDS:
-            bug = TRACEBACK_BUGS.get((corruption, command))
-            marks = [] if bug is None else [pytest.mark.xfail(strict=True, reason=f"bug: {bug}")]
-            yield pytest.param(corruption, command, marks=marks, id=f"{corruption}-{command}")
-
-
-@pytest.mark.parametrize(("corruption", "command"), list(_cases()))
+@pytest.mark.parametrize(("corruption", "command"), CASES)
 def test_corrupted_record_is_a_clear_error_and_runs_nothing(
     corruption: str, command: str, tmp_path: Path, figures
 ) -> None:  # type: ignore[no-untyped-def]
@@ -644,15 +618,7 @@ def lsf_env(tmp_path: Path) -> Iterator[dict[str, str]]:
                 subprocess.run([str(FAKES / "bkill"), jid], env=env, capture_output=True)
 
 
-BINARY_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: scheduler output that is not UTF-8 crashes the engine with a traceback "
-    "(UnicodeDecodeError in schedulers/base.run: subprocess.run(text=True) decodes strictly; "
-    "batch.call catches only TimeoutExpired/OSError), exit 1, instead of a scheduler-error event",
-)
-
-
-@pytest.mark.parametrize("mode", ["garbage", pytest.param("binary", marks=BINARY_BUG), "hang"])
+@pytest.mark.parametrize("mode", ["garbage", "binary", "hang"])
 def test_lsf_status_command_misbehaves_through_the_engine(
     mode: str, tmp_path: Path, lsf_env: dict[str, str], figures
 ) -> None:  # type: ignore[no-untyped-def]
