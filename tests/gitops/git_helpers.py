@@ -38,3 +38,22 @@ def spec(name: str, *, env: str = "", cmd: str = "echo hi", extra: str = "") -> 
         f"study:\n  - name: step\n    description: one step\n    run:\n      cmd: {cmd}\n"
         f"{extra}"
     )
+
+
+# A three-step sweep whose steps count their runs in files next to the specs directory, so
+# "ran once" and "reran only what changed" are counted (tests of apply and of watch share it).
+SWEEP = """\
+description: {name: sweep, description: d}
+study:
+  - name: a
+    description: first
+    run: {cmd: "echo $(N) >> $(SPECROOT)/../runs_a; echo $(N) > a.txt"}
+  - name: b
+    description: second
+    run: {cmd: "echo $(N) >> $(SPECROOT)/../runs_b; cat $(a.workspace)/a.txt", depends: [a]}
+  - name: c
+    description: funnel
+    run: {cmd: "echo c >> $(SPECROOT)/../runs_c", depends: [b_*]}
+global.parameters:
+  N: {values: [1, 2, 3], label: "N.%%"}
+"""

@@ -13,24 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from git_helpers import SWEEP
 
 pytestmark = pytest.mark.timeout(180)
 
-SPEC = """\
-description: {name: sweep, description: d}
-study:
-  - name: a
-    description: first
-    run: {cmd: "echo $(N) >> $(SPECROOT)/../runs_a; echo $(N) > a.txt"}
-  - name: b
-    description: second
-    run: {cmd: "echo $(N) >> $(SPECROOT)/../runs_b; cat $(a.workspace)/a.txt", depends: [a]}
-  - name: c
-    description: funnel
-    run: {cmd: "echo c >> $(SPECROOT)/../runs_c", depends: [b_*]}
-global.parameters:
-  N: {values: [1, 2, 3], label: "N.%%"}
-"""
+SPEC = SWEEP
 
 
 def git(repo: Path, *args: str) -> str:

@@ -21,27 +21,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from git_helpers import SWEEP
 
 from reconciler.engine.api import engine_holder
 from reconciler.engine.lock import holder_if_locked
 
 pytestmark = pytest.mark.timeout(240)
 
-SPEC = """\
-description: {name: sweep, description: d}
-study:
-  - name: a
-    description: first
-    run: {cmd: "echo $(N) >> $(SPECROOT)/../runs_a; echo $(N) > a.txt"}
-  - name: b
-    description: second
-    run: {cmd: "echo $(N) >> $(SPECROOT)/../runs_b; cat $(a.workspace)/a.txt", depends: [a]}
-  - name: c
-    description: funnel
-    run: {cmd: "echo c >> $(SPECROOT)/../runs_c", depends: [b_*]}
-global.parameters:
-  N: {values: [1, 2, 3], label: "N.%%"}
-"""
+SPEC = SWEEP
 SLOW_A = SPEC.replace("echo $(N) > a.txt", "sleep 3; echo $(N) > a.txt")
 STEP_D = """  - name: d
     description: added later, independent
