@@ -209,10 +209,15 @@ def status(
     ),
     root: Path | None = typer.Option(None, "--root", help="With --repo: the studies root."),
     specs: str = typer.Option("specs", "--specs", help="With --repo: the specs directory."),
+    pool: bool = typer.Option(
+        False, "--pool", help="Only the worker pool (batch.pool): its workers and allocations."
+    ),
 ) -> None:
-    """Show each study's instances with Maestro's status columns and a summary by state.
+    """Show each study's instances with Maestro's status columns and a summary by state, and
+    the workers of its pool when one runs.
 
     --json prints a list of instances for one directory, an object keyed by directory for several.
+    --pool --json prints the pool (address, workers, allocation jobs) instead; null if none runs.
     """
     if repo is not None:
         from reconciler.cli.gitops import repo_status
@@ -227,6 +232,9 @@ def status(
             view.read_rows(root)
         except RecordError as e:
             fail(str(e))
+    if pool:
+        _pool_status(dirs, roots, as_json)
+        return
     if as_json:
         data = {
             str(d): [view.instance_json(r) for r in view.read_rows(r_)[1]]
@@ -247,6 +255,17 @@ def status(
     console.print(_status_group(roots))
 
 
+def _pool_status(dirs: list[Path], roots: list[Path], as_json: bool) -> None:
+    if as_json:
+        data = {str(d): view.pool_json(r) for d, r in zip(dirs, roots, strict=True)}
+        print_json(next(iter(data.values())) if len(dirs) == 1 else data)
+        return
+    console = out if out.is_terminal else Console(highlight=False, width=1000)
+    for root in roots:
+        t = view.pool_table(root)
+        console.print(t if t is not None else f"{root}: no worker pool is running")
+
+
 def _status_group(roots: list[Path]) -> Group:
     parts: list[RenderableType] = []
     for root in roots:
@@ -256,6 +275,9 @@ def _status_group(roots: list[Path]) -> Group:
         else:
             parts.append(view.table(root, study, rows))
         parts.append(f"{view.summary(rows)} — {view.engine_line(root, rows)}")
+        workers = view.pool_table(root)
+        if workers is not None:
+            parts.append(workers)
     return Group(*parts)
 
 

@@ -152,6 +152,7 @@ class Engine:
             shell=self.shell,
             job_id=row.job_id,
             start_time=row.start_time,
+            step=row.step,
         )
 
     # -- the loop --------------------------------------------------------------------------
@@ -162,6 +163,7 @@ class Engine:
         previous = signal.getsignal(signal.SIGUSR1)
         in_main = wake_signal and _install_wake(self.adapter)
         self.store.log([Event("engine-started", detail=json.dumps({"launch": launch}))])
+        done = False
         try:
             while True:
                 done, timeout = self.run_pass(launch=launch)
@@ -172,6 +174,8 @@ class Engine:
             self.status.maybe_write(self.rows, force=True)
             if in_main:
                 signal.signal(signal.SIGUSR1, previous)
+            if done:
+                self.adapter.finish()
             self.adapter.close()
         counts = self.view.state_counts()
         code = outcome_code(counts)
@@ -281,7 +285,8 @@ class Engine:
         room = self.policy.launchable(len(self.view.in_flight), self.adapter.capacity())
         if room <= 0:
             return []
-        ready = self.view.take_ready(room, now)
+        adapter = self.adapter
+        ready = self.view.take_ready(room, now, fits=lambda r: adapter.admit(r.step))
         for r in ready:
             self._set(
                 r,
@@ -311,7 +316,7 @@ class Engine:
                 self._ended(r, State.FAILED, None, time.time(), time.time())
                 continue
             started = time.time()
-            state = State.RUNNING if self.adapter.poll_interval is None else State.PENDING
+            state = self.adapter.submitted(r.step)
             self._set(r, job_id=job_id, state=state, start_time=started)
             self._event(r, "submitted", f"{job_id} {job.script.name}")
         self._commit()

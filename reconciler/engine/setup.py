@@ -19,7 +19,7 @@ from typing import Any
 from reconciler.record import workspace as wsmod
 from reconciler.record.store import InstanceRow, RecordError, Store, is_workspace
 from reconciler.record.workspace import Workspace
-from reconciler.schedulers import ADAPTERS, get_adapter
+from reconciler.schedulers import ADAPTERS, get_adapter, missing
 from reconciler.schedulers.base import Adapter
 from reconciler.spec.instance import Instance, Study
 from reconciler.spec.launcher import LauncherError
@@ -135,11 +135,12 @@ def render_scripts(
 
         def text(cmd: str, inst: Instance = inst) -> str:
             body = inst.render(cmd, dict(locations))
+            runs_on = adapter.for_step(inst.step)
             try:
-                body = adapter.render_launcher(body, inst.resources)
+                body = runs_on.render_launcher(body, inst.resources)
             except LauncherError as e:
                 raise SetupError(f"{study.path}: step '{inst.step}': {e}.") from None
-            return adapter.render_script(
+            return runs_on.render_script(
                 body, inst.resources, name=inst.name, shell=shell, description=inst.description
             )
 
@@ -182,6 +183,9 @@ def create_workspace(
             f"{study.path}: batch type '{study.batch.type}' cannot run yet (available: "
             f"{', '.join(ADAPTERS)}). Nothing was created."
         )
+    lacking = missing(study.batch)
+    if lacking:
+        raise SetupError(f"{study.path}: {lacking}. Nothing was created.")
     locations = dict(locations) if locations is not None else resolve_locations(study, root, cwd)
     adapter = get_adapter(
         study.batch.type, root, slots=settings.slots or None, batch=study.batch, study=study.name
@@ -254,6 +258,8 @@ def write_study_files(
     root.mkdir(parents=True, exist_ok=True)
     (root / Path(study.path).name).write_text(spec_text)  # verbatim copy
     batch = study.batch.model_dump(exclude_none=True, by_alias=True)
+    if study.batch.pool is not None:  # as written: its defaults depend on what was given
+        batch["pool"] = study.batch.pool.model_dump(exclude_unset=True, mode="json")
     wsmod.write_yaml(root / "batch.info", batch)
     ws.logs.mkdir(exist_ok=True)
     ws.meta.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ Indexes are keyed by the row's position in `rows` (topological order), so heaps 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from reconciler.plan.states import BLOCKING, IN_FLIGHT, TERMINAL, State
 from reconciler.record.store import InstanceRow
@@ -133,15 +133,19 @@ class View:
                             heapq.heappush(heap, g)
                     self.spread.discard(c)
 
-    def take_ready(self, room: int, now: float) -> list[InstanceRow]:
+    def take_ready(
+        self, room: int, now: float, fits: Callable[[InstanceRow], bool] | None = None
+    ) -> list[InstanceRow]:
         """Up to `room` launchable rows in topological order (INITIALIZED, all parents FINISHED,
-        no cancel request, backoff over). Stale heap entries are dropped as they surface."""
+        no cancel request, backoff over). Stale heap entries are dropped as they surface. A row
+        `fits` refuses (its adapter is full) stays ready for a later pass."""
         due = [i for i, r in self.delayed.items() if r.not_before is None or r.not_before <= now]
         for i in due:  # backoff over: a plain candidate now (pushed once, not once per pass)
             del self.delayed[i]
             if self.unfinished[i] == 0:
                 heapq.heappush(self.ready, i)
         out: list[InstanceRow] = []
+        refused: list[int] = []
         last = -1
         while self.ready and len(out) < room:
             i = heapq.heappop(self.ready)
@@ -153,7 +157,12 @@ class View:
                 continue
             if r.not_before is not None and r.not_before > now:
                 continue  # still in `delayed`: pushed again when due
+            if fits is not None and not fits(r):
+                refused.append(i)
+                continue
             out.append(r)
+        for i in refused:
+            heapq.heappush(self.ready, i)
         return out
 
     def next_backoff(self) -> float | None:

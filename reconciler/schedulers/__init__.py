@@ -18,7 +18,38 @@ def get_adapter(
     batch: Batch | None = None,
     study: str | None = None,
 ) -> Adapter:
-    """The adapter for a batch type. `study` tags scheduler jobs so a lost id is found again."""
+    """The adapter for a batch type. `study` tags scheduler jobs so a lost id is found again.
+    With a `batch.pool`, the pooled steps' jobs go to the pool and the others to this adapter."""
+    adapter = _adapter(name, root, slots=slots, batch=batch, study=study)
+    if batch is None or batch.pool is None:
+        return adapter
+    from reconciler.schedulers.pool import PoolAdapter
+    from reconciler.schedulers.routed import Routed
+
+    return Routed(adapter, PoolAdapter(root, batch.pool, batch=batch, study=study))
+
+
+def missing(batch: Batch) -> str | None:
+    """What this machine lacks to run the study's batch block (None: nothing)."""
+    if batch.pool is None:
+        return None
+    import importlib.util
+
+    need = ["distributed"]
+    if batch.pool.address is None and batch.pool.where(batch.type) != "local":
+        need.append("dask_jobqueue")
+    absent = [m for m in need if importlib.util.find_spec(m) is None]
+    if not absent:
+        return None
+    return (
+        f"batch.pool needs {' and '.join(absent)}, which is not installed; install it with "
+        "pip install 'reconciler[pool]'"
+    )
+
+
+def _adapter(
+    name: str, root: Path, *, slots: int | None, batch: Batch | None, study: str | None
+) -> Adapter:
     if name == "local":
         from reconciler.schedulers.local import LocalAdapter
 

@@ -35,6 +35,7 @@ class Job:
     shell: str = "/bin/bash"
     job_id: str | None = None
     start_time: float | None = None  # when it started (walltime accounting after re-attach)
+    step: str = ""  # the instance's step (a study with a pool routes jobs by it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,20 @@ class Adapter(ABC):
         """`$(LAUNCHER)` tokens in this scheduler's form (local: nothing)."""
         return launcher.render_launcher(text, resources, self.name)
 
+    def for_step(self, step: str) -> Adapter:
+        """The adapter that runs `step`'s instances (a study with a pool has two)."""
+        return self
+
+    def submitted(self, step: str) -> State:
+        """The state of a job `submit` just returned: running at once where the adapter starts
+        the process itself, pending where a scheduler takes it."""
+        return State.RUNNING if self.poll_interval is None else State.PENDING
+
+    def admit(self, step: str) -> bool:
+        """Take one more ready instance of `step` this pass? Called after `capacity()`, once per
+        instance the engine would submit; an adapter with per-step room says no when it is full."""
+        return True
+
     def prepare(self, root: Path) -> None:  # noqa: B027 - optional hook
         """Write adapter files into a new or resumed workspace (idempotent)."""
 
@@ -123,6 +138,9 @@ class Adapter(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Stop watching; running jobs keep running."""
+
+    def finish(self) -> None:  # noqa: B027 - optional hook
+        """The study ended: release what the adapter holds for it (a pool's workers)."""
 
 
 # -- process helpers: the only subprocess calls in reconciler's adapters --------------------

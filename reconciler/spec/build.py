@@ -8,7 +8,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from reconciler.spec import check, expand
+from reconciler.spec import check, expand, pool
 from reconciler.spec.diagnostics import Collector, SpecError
 from reconciler.spec.instance import Study
 from reconciler.spec.load import Loaded, decode, load_text
@@ -106,6 +106,7 @@ def build_study(
     edges = check.step_edges(spec, index, pos, out)
     steps = check.step_graph(spec, edges, pos, out)
     check.check_parameters(params, pos, out)
+    pool.check_pool(spec, pos, out)
     ctx = expand.Context(
         spec, pos, params, edges, steps or nx.DiGraph(), out, dict(dependency_shas or {}), hashws
     )
@@ -121,6 +122,7 @@ def build_study(
     expand.used_parameters(ctx, plans, order)
     out.raise_if_errors()  # expansion needs names, edges and tokens that make sense
     expanded = expand.expand(ctx, plans, order)
+    pool.check_fit(spec, expanded.instances, pos, out)
     out.raise_if_errors()
     return Study(
         spec=spec,

@@ -389,7 +389,7 @@ def _explain(e: ValidationError, data: dict[str, Any], pos: Positions) -> Iterat
             continue
         seen.add(real)
         field_name = next((p for p in reversed(real) if isinstance(p, str)), "")
-        expect = _EXPECT.get(str(field_name))
+        expect = None if "pool" in real[:2] else _EXPECT.get(str(field_name))  # its own rules
         if real and isinstance(real[-1], int) and field_name == "values":
             expect = "a string, a number or true/false (not null)"  # one item of the list
         if len(real) >= 4 and real[0] == "env" and real[1] == "dependencies" and real[-1] == "name":
@@ -401,6 +401,9 @@ def _explain(e: ValidationError, data: dict[str, Any], pos: Positions) -> Iterat
             yield f"{err['msg']}", (1, 1)
         elif expect:
             yield f"{_context(real, data)} must be {expect}; got {shown}", pos.value(real)
+        elif kind == "value_error":  # our validators' words say what is wrong, and why
+            why = str((err.get("ctx") or {}).get("error", err["msg"]))
+            yield f"{_context(real, data)}: {why}", pos.value(real)
         else:
             msg = err["msg"]
             if kind in ("string_too_short", "too_short"):

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from reconciler.spec.pool import Pool
+
 VAR_REF = re.compile(r"^\$\(\w+\)$")
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
@@ -95,6 +97,8 @@ class Batch(BaseModel):
     allocation_args: dict[str, Any] | None = None
     launcher_args: dict[str, Any] | None = None
     args: dict[str, Any] | None = None
+    # reconciler: a worker pool (Dask) for the instances of chosen steps; see spec/pool.py
+    pool: Pool | None = None
 
     @classmethod
     def known_keys(cls) -> set[str]:
