@@ -65,6 +65,14 @@ def submit(job: Job, make_id: Callable[[int], str] = str) -> str:
         job.update(id=jid, state="pending", exit=None, signal=None, submit=time.time())
         for key in ("out", "err"):
             job[key] = job[key].replace("%J", str(n)).replace("{{id}}", jid)
+            if job[key].endswith("/"):  # a directory: the scheduler names the file
+                job[key] += f"{job['name']}.{key[0]}{n}"
+        # Real schedulers spool the script at submit: it may be deleted once the submit returns.
+        spool = Path(f"{state_path()}.spool")
+        spool.mkdir(exist_ok=True)
+        if os.path.isfile(job["script"]):
+            job["spooled"] = str(spool / f"{jid}.sh")
+            Path(job["spooled"]).write_bytes(Path(job["script"]).read_bytes())
         data["jobs"][jid] = job
     subprocess.Popen(
         [sys.executable, __file__, "run", jid],
@@ -105,7 +113,11 @@ def _run(jid: str) -> None:
         out = open(cwd / job["out"], "ab")  # noqa: SIM115 - handed to the child
         err = open(cwd / job["err"], "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [job.get("shell") or "/bin/bash", job["script"], *job.get("args", [])],
+            [
+                job.get("shell") or "/bin/bash",
+                job.get("spooled", job["script"]),
+                *job.get("args", []),
+            ],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,
