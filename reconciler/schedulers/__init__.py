@@ -36,14 +36,16 @@ def missing(batch: Batch) -> str | None:
     import importlib.util
 
     need = ["distributed"]
-    if batch.pool.address is None and batch.pool.where(batch.type) != "local":
-        need.append("dask_jobqueue")
+    if batch.pool.address is None:  # a pool we start: its TLS certificate, maybe its allocations
+        need.append("cryptography")
+        if batch.pool.where(batch.type) != "local":
+            need.append("dask_jobqueue")
     absent = [m for m in need if importlib.util.find_spec(m) is None]
     if not absent:
         return None
     return (
-        f"batch.pool needs {' and '.join(absent)}, which is not installed; install it with "
-        "pip install 'reconciler[pool]'"
+        f"batch.pool needs {' and '.join(absent)}, not installed here; install "
+        "them with pip install 'reconciler[pool]'"
     )
 
 

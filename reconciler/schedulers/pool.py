@@ -40,6 +40,7 @@ START_TIMEOUT = 180.0  # seconds for the pool's scheduler to listen (a cold Dask
 # may not yet have read a burst of submissions when we ask, while a worker already runs one.
 LOST_AFTER = 10.0
 QUEUE_DEPTH = 2  # tasks handed to the pool per worker slot: enough to keep adapt() growing
+RESTART_AFTER = 60.0  # seconds before trying again to start a pool that failed to start
 
 _OUTCOMES = {
     "timeout": State.TIMEDOUT,
@@ -103,6 +104,7 @@ class PoolAdapter(Adapter):
         self._event = threading.Event()
         self._live: set[str] = set()  # keys handed to the pool and not yet seen ended
         self._suspect: dict[str, float] = {}  # key -> when first seen claimed but unknown
+        self._start_failed: tuple[float, str] | None = None  # when, and why, a start failed
 
     # -- scripts ---------------------------------------------------------------------------
 
@@ -157,6 +159,8 @@ class PoolAdapter(Adapter):
         state = read_state(self.root)
         if state is not None:
             return str(state["address"])
+        if self._start_failed and time.monotonic() - self._start_failed[0] < RESTART_AFTER:
+            raise SchedulerError(self._start_failed[1])  # not a new pool process every pass
         log_path = self.root / ".reconciler" / pooldaemon.LOG
         with open(log_path, "ab") as log:
             proc = base.spawn(
@@ -175,8 +179,10 @@ class PoolAdapter(Adapter):
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-        raise SchedulerError(f"the worker pool did not start (see {log_path}): " + " | ".join(tail))
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        why = f"the worker pool did not start (see {log_path}): " + " | ".join(tail)
+        self._start_failed = (time.monotonic(), why)
+        raise SchedulerError(why)
 
     def _on_event(self, _event: Any) -> None:
         self.wake()

@@ -87,3 +87,26 @@ def test_allocation_job_scripts_carry_the_pool_settings(
     for line in lines:
         assert line in script, f"{line!r} not in:\n{script}"
     assert sys.executable in script  # workers run this Python, which has reconciler
+
+
+def test_a_pool_without_its_packages_is_refused_before_anything_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from reconciler.engine.setup import RunSettings, SetupError, create_workspace
+    from reconciler.spec import load_study
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "cryptography" else real(name)
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "description: {name: p, description: d}\n"
+        "batch: {pool: {steps: [a]}}\n"
+        "study:\n  - {name: a, description: d, run: {cmd: echo}}\n"
+    )
+    with pytest.raises(SetupError, match=r"needs cryptography.*reconciler\[pool\]"):
+        create_workspace(load_study(spec), tmp_path / "ws", RunSettings(), cwd=tmp_path)
+    assert not (tmp_path / "ws").exists()
