@@ -27,13 +27,9 @@ import venv
 from collections.abc import Callable
 from pathlib import Path
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reconciler-bench"
-REPO = Path(__file__).resolve().parents[1]
-# Time this checkout, installed or not (the runs start in a temporary directory).
-sys.path.insert(0, str(REPO))
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+from common import timed
 
-from common import timed  # noqa: E402 - after the path set-up above
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reconciler-bench"
 
 
 def sweep_spec(n: int) -> str:

@@ -7,9 +7,6 @@ not), so the same loop covers the engine's own children (reaped here) and the jo
 after a restart. The thread exits when nothing is left to watch and starts again on the next job,
 so idle adapters (tests make many) hold no thread.
 
-A job started by a shepherd is watched through the shepherd's report pipe instead (`add_pipe`):
-its end counts once the shepherd says it recorded it, which is after the process exited.
-
 Linux ≥ 5.3 only (pidfd_open); `Reaper.add` returns False elsewhere and the caller falls back.
 """
 
@@ -32,7 +29,6 @@ class _Watched:
     proc: subprocess.Popen[bytes] | None  # our child: reaped here
     deadline: float | None
     overdue: bool = False
-    ended: Callable[[], bool] | None = None  # a pipe: readable; has the job ended? (else a pidfd)
 
 
 class Reaper:
@@ -62,30 +58,19 @@ class Reaper:
         except (OSError, AttributeError):
             return False
         with self._lock:
-            self._watch(fd, _Watched(key, pid, proc, deadline))
-        return True
-
-    def add_pipe(
-        self, key: str, fd: int, pid: int, deadline: float | None, ended: Callable[[], bool]
-    ) -> None:
-        """Watch job `pid` through `fd` (not closed here): each time it is readable, `ended()`
-        says whether the job ended."""
-        with self._lock:
-            self._watch(fd, _Watched(key, pid, None, deadline, ended=ended))
-
-    def _watch(self, fd: int, w: _Watched) -> None:
-        if self._epoll is None:  # (re)start the thread with a fresh epoll
-            self._epoll = select.epoll()
-            if self._kick < 0:
-                self._kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self._epoll.register(self._kick, select.EPOLLIN)
-            threading.Thread(
-                target=self._loop, args=(self._epoll,), daemon=True, name="reaper"
-            ).start()
-        self._fds[fd] = w
-        self._epoll.register(fd, select.EPOLLIN)
-        if w.deadline is not None:
+            if self._epoll is None:  # (re)start the thread with a fresh epoll
+                self._epoll = select.epoll()
+                if self._kick < 0:
+                    self._kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                self._epoll.register(self._kick, select.EPOLLIN)
+                threading.Thread(
+                    target=self._loop, args=(self._epoll,), daemon=True, name="reaper"
+                ).start()
+            self._fds[fd] = _Watched(key, pid, proc, deadline)
+            self._epoll.register(fd, select.EPOLLIN)
+        if deadline is not None:
             os.eventfd_write(self._kick, 1)
+        return True
 
     def _loop(self, ep: select.epoll) -> None:
         while True:
@@ -106,14 +91,11 @@ class Reaper:
                         os.eventfd_read(self._kick)
                     continue
                 with self._lock:
-                    w = self._fds.get(fd)
-                if w is None or (w.ended is not None and not w.ended()):
+                    w = self._fds.pop(fd, None)
+                if w is None:
                     continue
-                with self._lock:
-                    self._fds.pop(fd, None)
                 ep.unregister(fd)
-                if w.ended is None:
-                    os.close(fd)  # our pidfd (a pipe is its shepherd's)
+                os.close(fd)
                 if w.proc is not None:
                     w.proc.wait()  # exited: reaps at once
                 self._ended(w.key)

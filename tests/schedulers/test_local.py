@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from sched_helpers import until_ended
 
 from reconciler.plan.states import State
 from reconciler.schedulers.base import Job
@@ -42,6 +41,16 @@ def _adapter(tmp_path: Path, slots: int = 4) -> LocalAdapter:
     return a
 
 
+def _until_ended(a: LocalAdapter, job: Job) -> State:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        obs = a.poll([job])[job.name]
+        if obs.state is not State.RUNNING:
+            return obs.state
+        a.wait(0.5)
+    raise AssertionError("job did not end")
+
+
 def _with_id(job: Job, job_id: str, start: float | None = None) -> Job:
     from dataclasses import replace
 
@@ -60,8 +69,8 @@ def test_exit_codes_and_streamed_output(tmp_path: Path) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert a.poll([ok])["ok"].state is State.RUNNING
-    assert until_ended(a, ok) is State.FINISHED
-    assert until_ended(a, bad) is State.FAILED
+    assert _until_ended(a, ok) is State.FINISHED
+    assert _until_ended(a, bad) is State.FAILED
     assert a.poll([bad])["bad"].exit_code == 3
     assert ok.out.read_text() == "early\nlate\n" and ok.err.read_text() == "oops\n"
     assert ok.exit_file.read_text().split() == ["0", "1"]
@@ -73,7 +82,7 @@ def test_slots_are_the_capacity(tmp_path: Path) -> None:
     j = _job(tmp_path, "s", "sleep 0.3")
     j = _with_id(j, a.submit(j))
     assert a.capacity() == 1
-    until_ended(a, j)
+    _until_ended(a, j)
     deadline = time.monotonic() + 5
     while a.capacity() != 2:
         assert time.monotonic() < deadline
@@ -84,7 +93,7 @@ def test_walltime_kills_the_group_as_timedout(tmp_path: Path) -> None:
     a = _adapter(tmp_path)
     j = _job(tmp_path, "slow", "sleep 30 & echo $! > child.pid; wait", walltime=0.5)
     j = _with_id(j, a.submit(j))
-    assert until_ended(a, j) is State.TIMEDOUT
+    assert _until_ended(a, j) is State.TIMEDOUT
     child = int((j.workdir / "child.pid").read_text())
     deadline = time.monotonic() + 5
     while Path(f"/proc/{child}").exists() and "Z" not in _stat(child):
@@ -105,7 +114,7 @@ def test_reattach_from_a_fresh_adapter(tmp_path: Path) -> None:
     j = _with_id(j, first.submit(j), time.time())
     second = _adapter(tmp_path)  # as if the engine restarted
     assert second.poll([j])["r"].state is State.RUNNING
-    assert until_ended(second, j) is State.FAILED
+    assert _until_ended(second, j) is State.FAILED
     assert second.poll([j])["r"].exit_code == 4
 
 
@@ -123,7 +132,7 @@ def test_cancel_and_find(tmp_path: Path) -> None:
     assert a.find(j) == job_id
     j = _with_id(j, job_id)
     a.cancel([j])
-    assert until_ended(a, j) is State.CANCELLED
+    assert _until_ended(a, j) is State.CANCELLED
 
 
 def test_walltime_formats() -> None:
