@@ -5,18 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 
 def timed(argv: list[str], cwd: Path | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one run of `argv`; exits if it fails."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        sys.exit(f"failed ({code}): {' '.join(argv)}\n{err[-2000:]}")
+    # stderr to a file, not a pipe: a chatty program (Maestro's -fg logs there) would fill a pipe
+    # read only at the end, block, and be timed asleep.
+    with tempfile.TemporaryFile() as err_file:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err_file)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err_file.seek(0)
+            err = err_file.read().decode(errors="replace")
+            sys.exit(f"failed ({code}): {' '.join(argv)}\n{err[-2000:]}")
     return wall, usage.ru_maxrss / 1024  # KiB → MiB
