@@ -7,7 +7,11 @@ record or the engine.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -185,6 +189,20 @@ def spawn(
 
 
 Process = subprocess.Popen
+
+
+def kill_group(pgid: int, grace: float) -> None:
+    """SIGTERM a process group, then SIGKILL it after `grace` seconds (without blocking)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+
+    def escalate() -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+    timer = threading.Timer(grace, escalate)
+    timer.daemon = True  # an engine that exits does not wait for it
+    timer.start()
 
 
 def wait_child(proc: subprocess.Popen[bytes], timeout: float | None) -> bool:

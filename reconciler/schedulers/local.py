@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import subprocess
 import threading
 import time
@@ -282,16 +281,7 @@ class LocalAdapter(Adapter):
             self._terminate(pid, job)
 
     def _terminate(self, pid: int, job: Job) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-
-        def escalate() -> None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-
-        timer = threading.Timer(KILL_GRACE, escalate)
-        timer.daemon = True
-        timer.start()
+        base.kill_group(pid, KILL_GRACE)
 
 
 def _wait_pid(pid: int, proc: object | None, deadline: float | None) -> bool:

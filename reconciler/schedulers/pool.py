@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.plan.states import State
+from reconciler.plan.states import ENDED, State
 from reconciler.schedulers import base, pooldaemon, pooltask
 from reconciler.schedulers.base import Adapter, Job, Observation, SchedulerError, SubmitError
 from reconciler.spec import launcher
@@ -247,7 +247,7 @@ class PoolAdapter(Adapter):
                 # Asked first, files read second: a task that ended meanwhile has its record.
                 if not self._ended(job, seen):
                     seen[job.name] = self._unended(job, known.get(key_of(job)))
-        self._live = {key_of(j) for j in jobs if seen[j.name].state not in _ENDED}
+        self._live = {key_of(j) for j in jobs if seen[j.name].state not in ENDED}
         for key in set(self._suspect) - self._live:
             del self._suspect[key]
         if self._live and len(self._live) == len(jobs) and self.pool.managed:
@@ -346,9 +346,6 @@ class PoolAdapter(Adapter):
         if state is not None and self.pool.managed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(state["pid"]), signal.SIGTERM)
-
-
-_ENDED = frozenset({State.FINISHED, State.FAILED, State.TIMEDOUT, State.CANCELLED, State.HWFAILURE})
 
 
 def _resources(script: Path) -> dict[str, float]:

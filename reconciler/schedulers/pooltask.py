@@ -1,7 +1,7 @@
 """What a pool worker runs for one instance: the Dask task function, and its exactly-once guards.
 
-Imported by Dask workers (inside allocations), so it needs only the standard library (Dask is
-used if present). It does what the local adapter's wrapper does — cwd = the instance directory,
+Imported by Dask workers (inside allocations), which run the same installed reconciler. It does
+what the local adapter's wrapper does — cwd = the instance directory,
 stdout/stderr appended to the instance's `.out`/`.err`, `<rc> <submission>` written to its
 `.exit` when the script ends — plus two guards, because Dask may run a task again after a worker
 dies (a task that was running there, or one that finished and whose result was still held):
@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any
+
+from reconciler.schedulers import base
 
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of an instance's process group
 EVENT_TOPIC = "reconciler-pool"  # workers log an event here when an instance ended
@@ -88,16 +89,7 @@ def read_claim(path: Path) -> list[str] | None:
 
 def kill_group(pgid: int, grace: float = KILL_GRACE) -> None:
     """SIGTERM a process group, then SIGKILL it after `grace` seconds (without blocking)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
-
-    def escalate() -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-
-    timer = threading.Timer(grace, escalate)
-    timer.daemon = True
-    timer.start()
+    base.kill_group(pgid, grace)
 
 
 def stale_group(fields: list[str] | None) -> int | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from reconciler.plan.states import State
 from reconciler.schedulers.base import Adapter, Job, Observation
 from reconciler.schedulers.pool import PoolAdapter
+from reconciler.spec.instance import Resources
 
 
 class Routed(Adapter):
@@ -36,12 +37,14 @@ class Routed(Adapter):
         return [j for j in jobs if not self.pool.pool.uses(j.step)], pooled
 
     # Scripts are rendered through for_step(); these serve callers that ask the study's adapter.
-    def render_script(self, cmd, resources, *, name, shell, description=""):  # type: ignore[no-untyped-def]
+    def render_script(
+        self, cmd: str, resources: Resources, *, name: str, shell: str, description: str = ""
+    ) -> str:
         return self.other.render_script(
             cmd, resources, name=name, shell=shell, description=description
         )
 
-    def render_launcher(self, text, resources):  # type: ignore[no-untyped-def]
+    def render_launcher(self, text: str, resources: Resources) -> str:
         return self.other.render_launcher(text, resources)
 
     def prepare(self, root: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import git
@@ -57,3 +59,17 @@ study:
 global.parameters:
   N: {values: [1, 2, 3], label: "N.%%"}
 """
+
+
+def rc(repo: Path, *args: str, timeout: float = 170) -> subprocess.CompletedProcess[str]:
+    """`reconciler ARGS` run in `repo`, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args], cwd=repo, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def runs(repo: Path, step: str) -> list[str]:
+    """What the counting sweep's `step` wrote to runs_<step> (one word a run)."""
+    f = repo / f"runs_{step}"
+    return f.read_text().split() if f.exists() else []

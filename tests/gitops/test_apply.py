@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from git_helpers import SWEEP
+from git_helpers import SWEEP, rc, runs
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,18 +31,6 @@ def commit(repo: Path, text: str, message: str, name: str = "sweep.yaml") -> str
     git(repo, "add", "-A", "specs")
     git(repo, "commit", "-qm", message)
     return git(repo, "rev-parse", "HEAD")
-
-
-def rc(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args], cwd=repo, capture_output=True, text=True,
-        timeout=170,
-    )  # fmt: skip
-
-
-def runs(repo: Path, step: str) -> list[str]:
-    f = repo / f"runs_{step}"
-    return f.read_text().split() if f.exists() else []
 
 
 @pytest.fixture

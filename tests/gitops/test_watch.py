@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from git_helpers import SWEEP
+from git_helpers import SWEEP, rc, runs
 
 from reconciler.engine.api import engine_holder
 from reconciler.engine.lock import holder_if_locked
@@ -63,18 +63,6 @@ def commit(repo: Path, text: str | None, message: str, name: str = "sweep.yaml")
         git(repo, "add", "-A", "specs")
     git(repo, "commit", "-qm", message)
     return git(repo, "rev-parse", "HEAD")
-
-
-def rc(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args], cwd=repo, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-
-
-def runs(repo: Path, step: str) -> list[str]:
-    f = repo / f"runs_{step}"
-    return f.read_text().split() if f.exists() else []
 
 
 def ws(repo: Path, study: str = "sweep") -> Path:
@@ -192,7 +180,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Watch]]:
         root = repo / ".reconciler" / "studies"
         for study in sorted(root.iterdir()) if root.is_dir() else []:
             if (study / ".reconciler" / "record.db").exists():
-                rc(repo, "cancel", "-y", str(study))
+                rc(repo, "cancel", "-y", str(study), timeout=120)
 
 
 # -- tests -----------------------------------------------------------------------------------
@@ -216,7 +204,7 @@ def test_a_new_spec_runs_to_finished_and_an_edit_reruns_only_what_changed(repo, 
     w.wait_log("sweep: ended: 7 FINISHED", count=2)
     note = git(repo, "notes", "--ref", "reconciler", "show", second)
     assert f"revision: {second}" in note and "outcome: FINISHED" in note
-    hist = json.loads(rc(repo, "history", "sweep", "--json").stdout)
+    hist = json.loads(rc(repo, "history", "sweep", "--json", timeout=120).stdout)
     assert [(h["revision"], h["applied"]) for h in hist] == [(first, 1), (second, 1)]
     assert "?? .reconciler/" not in git(repo, "status", "--porcelain")
 
@@ -257,11 +245,11 @@ def test_an_invalid_commit_leaves_the_previous_run_alone_and_is_reported(repo, s
     assert sorted(runs(repo, "a")) == ["1", "2", "3"] and runs(repo, "c") == ["c"]
     assert set(states(repo).values()) == {"FINISHED"}
 
-    s = json.loads(rc(repo, "status", "--repo", ".", "--json").stdout)["studies"][0]
+    s = json.loads(rc(repo, "status", "--repo", ".", "--json", timeout=120).stdout)["studies"][0]
     assert s["health"] == "Degraded"
     assert (s["applied_revision"], s["attempted_revision"]) == (good, bad)
     assert "specs/sweep.yaml:8:" in s["error"] and "nope" in s["error"]
-    hist = json.loads(rc(repo, "history", "sweep", "--json").stdout)
+    hist = json.loads(rc(repo, "history", "sweep", "--json", timeout=120).stdout)
     assert [(h["revision"], h["applied"]) for h in hist] == [(good, 1), (bad, 0)]
 
     fixed = commit(repo, SPEC, "fix the typo")  # the same content as `good`: nothing reruns
@@ -273,7 +261,7 @@ def test_once_applies_and_reports_an_invalid_spec_with_exit_2(repo, start):
     commit(repo, SPEC, "sweep")
     other = SPEC.replace("depends: [a]", "depends: [nope]").replace("name: sweep", "name: other")
     commit(repo, other, "typo", name="other.yaml")
-    p = rc(repo, "watch", "--once")
+    p = rc(repo, "watch", "--once", timeout=120)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "specs/other.yaml:8:" in p.stderr  # the error, with file:line, on the terminal
     assert applied(repo) == git(repo, "rev-parse", "HEAD")  # the valid study was applied
@@ -337,7 +325,7 @@ def test_a_signal_stops_it_cleanly_and_leaves_engines_and_jobs_running(repo, sta
 
 def test_a_second_watcher_is_refused_naming_the_first(repo, start):
     w = start(repo, "--interval", "2", "--json-logs").ready()
-    p = rc(repo, "watch", "--once")
+    p = rc(repo, "watch", "--once", timeout=120)
     assert p.returncode == 2
     assert "another watcher already follows" in p.stderr and f"pid {w.proc.pid}" in p.stderr
     assert "Traceback" not in p.stderr
