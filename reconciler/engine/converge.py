@@ -40,6 +40,10 @@ from reconciler.spec.walltime import walltime_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3
 CONTROL_INTERVAL = 0.5  # how often an idle local engine re-reads cancel/update without a signal
+# How long an event-driven engine holds a pass's submit confirmations (job ids) before it commits
+# them on their own: a job that ends within it has them committed with the next pass's changes,
+# one transaction instead of two. A crash meanwhile loses only job ids, which `find` recovers.
+CONFIRM_DELAY = 0.02
 _BOOL_COLUMNS = frozenset({"use_restart", "cancel"})
 
 
@@ -93,6 +97,9 @@ class Engine:
         self.policy = Policy.from_settings(self.store.settings())
         self.changes: dict[str, dict[str, Any]] = {}
         self.events: list[Event] = []
+        # An in-flight instance's paths, built once (pathlib joins dominate a pass otherwise:
+        # every pass re-observes every in-flight job); dropped when it ends.
+        self._paths: dict[str, tuple[Path, Path, Path, Path, Path]] = {}
 
     # -- record helpers --------------------------------------------------------------------
 
@@ -101,6 +108,7 @@ class Engine:
         version = self.store.data_version()
         if version == self.data_version:
             return
+        self._commit()  # what this engine holds goes in first: the re-read must not drop it
         self.data_version = version
         seq = self.store.control_seq()
         if seq != self.control_seq:
@@ -140,13 +148,23 @@ class Engine:
 
     def job(self, row: InstanceRow) -> Job:
         name, ws = row.name, row.workspace
+        paths = self._paths.get(name)
+        if paths is None:
+            paths = self._paths[name] = (
+                self.ws.instance_dir(ws),
+                self.ws.script(name, ws),
+                self.ws.out(name, ws),
+                self.ws.err(name, ws),
+                self.ws.exit_file(name, ws),
+            )
+        workdir, script, out, err, exit_file = paths
         return Job(
             name=name,
-            workdir=self.ws.instance_dir(ws),
-            script=self.ws.script(name, ws, restart=row.use_restart),
-            out=self.ws.out(name, ws),
-            err=self.ws.err(name, ws),
-            exit_file=self.ws.exit_file(name, ws),
+            workdir=workdir,
+            script=self.ws.script(name, ws, restart=True) if row.use_restart else script,
+            out=out,
+            err=err,
+            exit_file=exit_file,
             submission=row.attempts,
             walltime=walltime_seconds(row.walltime),
             shell=self.shell,
@@ -166,10 +184,17 @@ class Engine:
         done = False
         try:
             while True:
-                done, timeout = self.run_pass(launch=launch)
+                done, timeout = self.run_pass(launch=launch, settle=False)
                 if done or once:
                     break
+                if self.changes or self.events:
+                    held = min(timeout, CONFIRM_DELAY) if self.adapter.poll_interval is None else 0
+                    if held > 0 and self.adapter.wait(held):
+                        continue  # the next pass commits them with its own changes
+                    self._commit()
+                    timeout -= held
                 self.adapter.wait(timeout)
+            self._commit()
         finally:
             self.status.maybe_write(self.rows, force=True)
             if in_main:
@@ -183,8 +208,9 @@ class Engine:
             self.store.log([Event("study-ended", detail=json.dumps({"code": code, **counts}))])
         return Outcome(code, counts)
 
-    def run_pass(self, *, launch: bool = True) -> tuple[bool, float]:
-        """One pass; returns (study ended, how long to wait before the next)."""
+    def run_pass(self, *, launch: bool = True, settle: bool = True) -> tuple[bool, float]:
+        """One pass; returns (study ended, how long to wait before the next). `settle=False`
+        leaves the submit confirmations uncommitted (in `changes`) for the caller to commit."""
         self._sync()
         now = time.time()
         self._cancel(now)
@@ -194,6 +220,8 @@ class Engine:
         self._commit()  # one transaction: what was observed, and the intent to submit `ready`
         if ready:
             self._submit(ready)
+            if settle:
+                self._commit()
         self.status.maybe_write(self.rows)
         if self.on_pass is not None:
             self.on_pass(self.view.state_counts())
@@ -259,6 +287,7 @@ class Engine:
                 self._ended(r, obs.state, obs.exit_code, obs.end_time or now, now)
 
     def _ended(self, r: InstanceRow, state: State, rc: int | None, end: float, now: float) -> None:
+        self._paths.pop(r.name, None)
         self._set(r, exit_code=rc, end_time=end)
         if r.cancel:
             state = State.CANCELLED
@@ -319,7 +348,6 @@ class Engine:
             state = self.adapter.submitted(r.step)
             self._set(r, job_id=job_id, state=state, start_time=started)
             self._event(r, "submitted", f"{job_id} {job.script.name}")
-        self._commit()
 
 
 def _install_wake(adapter: Adapter) -> bool:

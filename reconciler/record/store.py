@@ -9,7 +9,8 @@ the last transactions, and those are re-derived on resume from what outlives the
 written by the job wrapper, the scheduler's queue). FULL would add an fsync per commit on the hot
 path for no gain in that model.
 
-Writes are batched: the engine commits once per pass, never once per instance.
+Writes are batched: the engine commits once per pass (its intent to submit, with what it observed;
+the job ids it got follow in the next pass's transaction), never once per instance.
 """
 
 from __future__ import annotations

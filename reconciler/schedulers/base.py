@@ -133,9 +133,11 @@ class Adapter(ABC):
         """The id of a submission whose id was never recorded (engine killed mid-submit)."""
         return None
 
-    def wait(self, timeout: float) -> None:
-        """Block until something may have changed or `timeout` passed (polling adapters)."""
+    def wait(self, timeout: float) -> bool:
+        """Block until something may have changed or `timeout` passed (polling adapters);
+        True if woken early (by a job's end or `wake`)."""
         time.sleep(timeout)
+        return False
 
     def wake(self) -> None:  # noqa: B027 - optional hook
         """Make a blocked `wait` return now (cancel/update requests)."""

@@ -270,8 +270,8 @@ class BatchAdapter(Adapter):
     def capacity(self) -> int | None:
         return None  # the scheduler queues; --throttle limits what is in flight
 
-    def wait(self, timeout: float) -> None:
-        self.local.wait(timeout)  # wakes early when a local step ends or on wake()
+    def wait(self, timeout: float) -> bool:
+        return self.local.wait(timeout)  # wakes early when a local step ends or on wake()
 
     def wake(self) -> None:
         self.local.wake()

@@ -171,12 +171,12 @@ class LocalAdapter(Adapter):
             # its watcher go, and call a finished job LOST.)
             with self._lock:
                 watched = job.name in self._live
+            if watched:  # its end wakes the engine; the record is read once it is unwatched
+                seen[job.name] = Observation(State.RUNNING)
+                continue
             ended = read_exit(job)
             if ended is not None:
                 seen[job.name] = ended
-                continue
-            if watched:
-                seen[job.name] = Observation(State.RUNNING)
             elif job.job_id and self._ours(int(job.job_id), job):
                 # Re-attach: a job started by an earlier engine that is still running.
                 self._watch(job, int(job.job_id), job.start_time or time.time(), None)
@@ -202,12 +202,13 @@ class LocalAdapter(Adapter):
                 return entry.name
         return None
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         ready, _, _ = select.select([self._wake_r], [], [], max(0.0, timeout))
         if ready:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self._wake_r, 4096):  # drain: many ends, one engine pass
                     pass
+        return bool(ready)
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # a full pipe already means "wake up"

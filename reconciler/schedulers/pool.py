@@ -327,9 +327,11 @@ class PoolAdapter(Adapter):
         # The key is known without asking: if the task never reached the pool, `poll` sends it.
         return key_of(job)
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         if self._event.wait(timeout):
             self._event.clear()
+            return True
+        return False
 
     def wake(self) -> None:
         self._event.set()

@@ -94,9 +94,9 @@ class Routed(Adapter):
     def find(self, job: Job) -> str | None:
         return self.for_step(job.step).find(job)
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         self._period = timeout
-        (self.other if self.other.poll_interval is None else self.pool).wait(timeout)
+        return (self.other if self.other.poll_interval is None else self.pool).wait(timeout)
 
     def wake(self) -> None:
         self.other.wake()

@@ -9,7 +9,7 @@ import pytest
 from engine_helpers import lines, rows, wait_for
 
 from reconciler.engine import api
-from reconciler.engine.converge import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
+from reconciler.engine.converge import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, Engine
 from reconciler.plan.states import State
 from reconciler.record.store import Store
 
@@ -240,3 +240,47 @@ def test_unconfirmed_submit_is_submitted_once(study_dir, tmp_path: Path) -> None
     assert api.run_engine(root).code == EXIT_OK
     assert lines(tmp_path / "n.txt") == ["a"]
     assert rows(root)["a"].attempts == 1
+
+
+def test_confirmations_held_by_a_dead_engine_are_recovered(study_dir, tmp_path: Path) -> None:
+    """A pass commits its intent before it starts anything; the job ids it got are held for the
+    next pass's transaction. An engine that dies holding them loses nothing: the next engine
+    finds the running jobs (or their exit records) and runs nothing twice."""
+    root = study_dir(
+        "- name: a\n  description: d\n  run:\n    cmd: echo $(X) >> $(SPECROOT)/n.txt; sleep 0.3",
+        "X:\n  values: [1, 2, 3]\n  label: X.%%",
+        slots=2,
+    )
+    engine = Engine(root, slots=2)
+    engine.run_pass(settle=False)
+    held = [name for name, cols in engine.changes.items() if cols.get("job_id")]
+    assert len(held) == 2  # two slots: two jobs started, their ids not committed yet
+    engine.store.close()  # the engine "dies" here: what it held is gone
+    recorded = rows(root)
+    assert all(recorded[n].state is State.PENDING and not recorded[n].job_id for n in held)
+    assert api.run_engine(root).code == EXIT_OK
+    assert sorted(lines(tmp_path / "n.txt")) == ["1", "2", "3"]  # each once
+    after = rows(root)
+    assert all(r.attempts == 1 and r.job_id for r in after.values())
+    store = Store.open(root)
+    try:
+        found = {e.instance for e in store.events() if e.kind == "found"}
+    finally:
+        store.close()
+    ended_early = {n for n in held if n not in found}  # ended before the new engine looked
+    assert found | ended_early == set(held)
+
+
+def test_confirmations_reach_the_record_while_jobs_run(study_dir, tmp_path: Path) -> None:
+    """Held confirmations are committed within CONFIRM_DELAY when no job ends meanwhile: a
+    long job shows its job id and RUNNING in the record (for `status`) while it runs."""
+    root = study_dir("- name: a\n  description: d\n  run:\n    cmd: sleep 30")
+    result: list[api.Outcome] = []
+    t = threading.Thread(target=lambda: result.append(api.run_engine(root)))
+    t.start()
+    try:
+        wait_for(lambda: rows(root)["a"].state is State.RUNNING and bool(rows(root)["a"].job_id))
+    finally:
+        api.cancel(root)
+        t.join(timeout=20)
+    assert result and result[0].code == EXIT_CANCELLED
