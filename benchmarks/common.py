@@ -7,11 +7,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def timed(argv: list[str], cwd: Path | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one run of `argv`; exits if it fails."""
+@dataclass(frozen=True)
+class Usage:
+    wall: float  # seconds
+    rss_mb: float  # peak resident memory of the largest process
+    cpu: float  # user + system seconds of the process and every descendant it waited for
+
+
+def measure(argv: list[str], cwd: Path | None = None) -> Usage:
+    """One run of `argv` from outside; exits if it fails."""
     # stderr to a file, not a pipe: a chatty program (Maestro's -fg logs there) would fill a pipe
     # read only at the end, block, and be timed asleep.
     with tempfile.TemporaryFile() as err_file:
@@ -24,4 +32,10 @@ def timed(argv: list[str], cwd: Path | None = None) -> tuple[float, float]:
             err_file.seek(0)
             err = err_file.read().decode(errors="replace")
             sys.exit(f"failed ({code}): {' '.join(argv)}\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024  # KiB → MiB
+    return Usage(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)  # KiB → MiB
+
+
+def timed(argv: list[str], cwd: Path | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one run of `argv`; exits if it fails."""
+    u = measure(argv, cwd)
+    return u.wall, u.rss_mb

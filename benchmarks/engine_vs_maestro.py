@@ -9,6 +9,12 @@ and a chain of 20 trivial steps end to end (reconciler vs Maestro -s 1), plus th
 memory on a 10,000-instance study.
 
     python3 benchmarks/engine_vs_maestro.py [--n 1000] [--runs 3] [--skip-maestro] [--big 10000]
+                                            [--dir DIR]
+
+Every contender runs in a fresh directory under DIR (default: the system's temporary
+directory); `--dir /dev/shm` takes the disk's write-back stalls out of the figures. Besides wall
+time it prints the CPU seconds of each contender's whole process tree: on a machine whose cores
+are all busy, wall time is about CPU time / cores, so the CPU figures show what each costs.
 
 Goals on a 2-core machine: reconciler ≤ 1.3 × floor and ≤ 0.5 × Maestro; chain ≤ 1 s;
 engine memory on 10,000 instances ≤ 200 MB.
@@ -27,7 +33,7 @@ import venv
 from collections.abc import Callable
 from pathlib import Path
 
-from common import timed
+from common import Usage, measure
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reconciler-bench"
 
@@ -88,9 +94,14 @@ def floor_argv(spec: Path, work: Path) -> list[str]:
     return ["xargs", "-0", "-a", str(listing), f"-P{os.cpu_count()}", "-n1", "bash", "-c"]
 
 
-def median_of(runs: int, make: Callable[[int], tuple[float, float]]) -> tuple[float, float]:
+def median_of(runs: int, make: Callable[[int], Usage]) -> Usage:
+    """Median wall and CPU, largest peak memory."""
     results = [make(i) for i in range(runs)]
-    return statistics.median(w for w, _ in results), max(m for _, m in results)
+    return Usage(
+        statistics.median(u.wall for u in results),
+        max(u.rss_mb for u in results),
+        statistics.median(u.cpu for u in results),
+    )
 
 
 def main() -> None:
@@ -99,9 +110,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-maestro", action="store_true")
     ap.add_argument("--big", type=int, default=10_000, help="instances for the memory figure")
+    ap.add_argument("--dir", type=Path, default=None, help="where the runs write (default: TMPDIR)")
     args = ap.parse_args()
     me = [sys.executable, "-m", "reconciler"]
-    with tempfile.TemporaryDirectory() as tmp_s:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp_s:
         tmp = Path(tmp_s)
         spec = tmp / "sweep.yaml"
         spec.write_text(sweep_spec(args.n))
@@ -114,47 +126,53 @@ def main() -> None:
             return d
 
         total = 2 * args.n + 1
-        print(f"sweep: {total} instances, {args.runs} runs each, {os.cpu_count()} cores")
+        print(f"sweep: {total} instances, {args.runs} runs each, {os.cpu_count()} cores, in {tmp}")
         rec = median_of(
             args.runs,
-            lambda i: timed([*me, "run", "--fg", "-y", "-o", str(fresh("r", i)), str(spec)], tmp),
+            lambda i: measure([*me, "run", "--fg", "-y", "-o", str(fresh("r", i)), str(spec)], tmp),
         )
-        print(f"  reconciler run --fg        median {rec[0]:7.2f} s   peak RSS {rec[1]:5.0f} MB")
+        print(
+            f"  reconciler run --fg        median {rec.wall:7.2f} s   CPU {rec.cpu:5.2f} s"
+            f"   peak RSS {rec.rss_mb:5.0f} MB"
+        )
 
-        def floor_run(i: int) -> tuple[float, float]:
+        def floor_run(i: int) -> Usage:
             work = fresh("f", i)
             work.mkdir()
-            return timed(floor_argv(spec, work), tmp)
+            return measure(floor_argv(spec, work), tmp)
 
         flo = median_of(args.runs, floor_run)
-        print(f"  spawn floor (xargs -P)     median {flo[0]:7.2f} s")
-        print(f"  reconciler / floor         {rec[0] / flo[0]:.2f}  (goal ≤ 1.3)")
+        print(f"  spawn floor (xargs -P)     median {flo.wall:7.2f} s   CPU {flo.cpu:5.2f} s")
+        print(f"  reconciler / floor         {rec.wall / flo.wall:.2f}  (goal ≤ 1.3)")
         if not args.skip_maestro:
             exe = maestro()
             env_path = f"{exe.parent}:{os.environ['PATH']}"
             os.environ["PATH"] = env_path  # Maestro's `run` finds its `conductor` on PATH
             mae = median_of(
                 args.runs,
-                lambda i: timed(
+                lambda i: measure(
                     [str(exe), "run", "-fg", "-y", "-s", "1", "-o", str(fresh("m", i)), str(spec)],
                     tmp,
                 ),
             )
             print(
-                f"  maestro run -fg -s 1       median {mae[0]:7.2f} s   peak RSS {mae[1]:5.0f} MB"
+                f"  maestro run -fg -s 1       median {mae.wall:7.2f} s   CPU {mae.cpu:5.2f} s"
+                f"   peak RSS {mae.rss_mb:5.0f} MB"
             )
-            print(f"  reconciler / maestro       {rec[0] / mae[0]:.2f}  (goal ≤ 0.5)")
+            print(f"  reconciler / maestro       {rec.wall / mae.wall:.2f}  (goal ≤ 0.5)")
 
         print("chain of 20 trivial steps")
         rc = median_of(
             args.runs,
-            lambda i: timed([*me, "run", "--fg", "-y", "-o", str(fresh("rc", i)), str(chain)], tmp),
+            lambda i: measure(
+                [*me, "run", "--fg", "-y", "-o", str(fresh("rc", i)), str(chain)], tmp
+            ),
         )
-        print(f"  reconciler run --fg        median {rc[0]:7.2f} s   (goal ≤ 1 s)")
+        print(f"  reconciler run --fg        median {rc.wall:7.2f} s   (goal ≤ 1 s)")
         if not args.skip_maestro:
             mc = median_of(
                 1,
-                lambda i: timed(
+                lambda i: measure(
                     [
                         str(maestro()),
                         "run",
@@ -169,15 +187,15 @@ def main() -> None:
                     tmp,
                 ),
             )
-            print(f"  maestro run -fg -s 1       {mc[0]:7.2f} s   (one run)")
+            print(f"  maestro run -fg -s 1       {mc.wall:7.2f} s   (one run)")
 
         if args.big:
             big = tmp / "big.yaml"
             big.write_text(sweep_spec(args.big // 2))
-            w, rss = timed([*me, "run", "--fg", "-y", "-o", str(fresh("big", 0)), str(big)], tmp)
+            u = measure([*me, "run", "--fg", "-y", "-o", str(fresh("big", 0)), str(big)], tmp)
             print(
-                f"{args.big // 2 * 2 + 1} instances: wall {w:.1f} s, "
-                f"engine peak RSS {rss:.0f} MB (goal ≤ 200 MB)"
+                f"{args.big // 2 * 2 + 1} instances: wall {u.wall:.1f} s, "
+                f"engine peak RSS {u.rss_mb:.0f} MB (goal ≤ 200 MB)"
             )
 
 
