@@ -182,7 +182,10 @@ class LocalAdapter(Adapter):
                 self._watch(job, int(job.job_id), job.start_time or time.time(), None)
                 seen[job.name] = Observation(State.RUNNING)
             else:
-                seen[job.name] = Observation(State.LOST, None, time.time())
+                # Not (or no longer) running. A job records its end before its process goes, so
+                # one that ended after the first read has its record now: read it again.
+                ended = read_exit(job)
+                seen[job.name] = ended or Observation(State.LOST, None, time.time())
         return seen
 
     def cancel(self, jobs: Sequence[Job]) -> None:

@@ -51,6 +51,13 @@ def _until_ended(a: LocalAdapter, job: Job) -> State:
     raise AssertionError("job did not end")
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _with_id(job: Job, job_id: str, start: float | None = None) -> Job:
     from dataclasses import replace
 
@@ -123,6 +130,28 @@ def test_a_foreign_pid_is_not_ours_and_a_stale_record_is_not_read(tmp_path: Path
     j = _with_id(_job(tmp_path, "x", "true", submission=2), str(os.getpid()))
     j.exit_file.write_text("0 1\n")  # submission 1's record, not this one's
     assert a.poll([j])["x"].state is State.LOST
+
+
+def test_a_job_that_ends_while_it_is_looked_for_is_read_not_lost(tmp_path: Path) -> None:
+    """After a restart: the first read finds no exit record, then the job ends (its record
+    written, its process gone) before the process check. Its end is read, not called LOST."""
+    first = _adapter(tmp_path)
+    j = _job(tmp_path, "e", "read -r _ < ./go; exit 3")  # runs until released
+    os.mkfifo(j.workdir / "go")
+    j = _with_id(j, first.submit(j), time.time())
+    second = _adapter(tmp_path)  # as if the engine restarted
+    looked = second._ours
+
+    def ends_meanwhile(pid: int, job: Job) -> bool:
+        with open(j.workdir / "go", "w") as fifo:  # release the job...
+            fifo.write("go\n")
+        while _cmdline(pid):  # ...until its wrapper is gone (a zombie's cmdline is empty;
+            time.sleep(0.01)  # the wrapper wrote its record before it exited)
+        return looked(pid, job)
+
+    second._ours = ends_meanwhile  # type: ignore[method-assign]
+    obs = second.poll([j])["e"]
+    assert obs.state is State.FAILED and obs.exit_code == 3
 
 
 def test_cancel_and_find(tmp_path: Path) -> None:
