@@ -6,7 +6,7 @@ instance), `event` (append-only log). Times are UNIX seconds (REAL); rendering i
 Durability: WAL with `synchronous=NORMAL`. In WAL mode NORMAL loses nothing when a process is
 killed (kill -9 of the engine is the crash we design for); only an OS crash or power loss can drop
 the last transactions, and those are re-derived on resume from what outlives them (the exit files
-written by the job wrapper, the scheduler's queue). FULL would add an fsync per commit on the hot
+written when a job ends, the scheduler's queue). FULL would add an fsync per commit on the hot
 path for no gain in that model.
 
 Writes are batched: the engine commits once per pass (its intent to submit, with what it observed;

@@ -11,8 +11,8 @@
       <instance>.sh           the script (shebang + cmd), as Maestro writes it
       <instance>.restart.sh   when the step has `restart:`
       <instance>.out/.err     streamed by the process itself (appended across attempts)
-      <instance>.exit         "<exit code|timeout|cancelled> <submission>", by the job wrapper
-  .reconciler/                record.db (SQLite), engine.lock, local-job.sh (wrapper)
+      <instance>.exit         "<exit code|timeout|cancelled> <submission>", when the job ends
+  .reconciler/                record.db (SQLite), engine.lock, shepherds/, local-job.sh, pool files
 ```
 """
 

@@ -1,23 +1,23 @@
 """The local adapter: instance scripts in parallel on this host, up to N slots.
 
-Each job runs `/bin/sh local-job.sh EXIT_FILE SUBMISSION SHELL SCRIPT OUT ERR` in its own session;
-the wrapper points its stdout and stderr at the instance's files (appending) and runs the script,
-whose output goes straight there. It writes `<rc> <submission>` to the exit file when the script
-ends, so the end of a job is known even if the engine was dead then. The job id is the wrapper's pid
-(the process group leader).
+Each job is `SHELL SCRIPT`, started in the instance directory by its slot's shepherd
+(`shepherd.py`), a process that outlives the engine: the script's stdout and stderr go straight
+to the instance's files (appending), and when it ends the shepherd writes `<rc> <submission>` to
+the exit file, so the end of a job is known even if the engine was dead then. The job id is the
+script's pid (the leader of the job's process group).
 
-The wrapper is the per-job overhead on top of the script itself, so it is as cheap as it can be:
-POSIX sh (dash where /bin/sh is dash: about half of bash's start-up) and no helper process (a
-`mv` for an atomic rename would cost another exec per job). It, not the engine, creates the output
-files: file creation costs a few hundred microseconds on some filesystems, and the engine's
-submit path is serial while the wrappers run in parallel. Its one `printf >` is a single small
-write; a reader that catches it half-done sees no second field or a truncated submission number,
-which `read_exit` rejects, so a torn record is never taken for an exit code.
+Without shepherds (no posix_spawn) each job runs `/bin/sh local-job.sh EXIT_FILE SUBMISSION SHELL
+SCRIPT OUT ERR` in its own session instead, a wrapper that does the same and whose pid is the job
+id; jobs started so by this or an older version are still recognised after a restart. The wrapper
+is POSIX sh (dash: half of bash's start-up) and creates the output files itself, off the engine's
+serial path. Its one `printf >` (like the shepherd's one write) is a single small write; a reader
+that catches it half-done sees no second field or a truncated submission number, which
+`read_exit` rejects, so a torn record is never taken for an exit code.
 
-One reaper thread waits for every job (a pidfd per job in one epoll: `reaper.py`) and enforces
-walltimes; where pidfds are missing (Linux < 5.3) a thread per job does the same. Every end writes
-to a self-pipe that `wait` selects on, so the engine reacts to a child's exit at once instead of
-sleeping.
+One reaper thread watches every job (a shepherd's report pipe, or a pidfd, in one epoll:
+`reaper.py`) and enforces walltimes; where pidfds are missing (Linux < 5.3) a thread per wrapper
+job does the same. Every end writes to a self-pipe that `wait` selects on, so the engine reacts
+to a job's end at once instead of sleeping.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.plan.states import State
-from reconciler.schedulers import base
+from reconciler.schedulers import base, shepherd
 from reconciler.schedulers.base import Adapter, Job, Observation, SubmitError
 from reconciler.schedulers.reaper import Reaper
+from reconciler.schedulers.shepherd import Seen
 from reconciler.spec.instance import Resources
 
 WRAPPER_NAME = "local-job.sh"
@@ -55,6 +56,11 @@ exit "$rc"
 # Jobs started by an earlier reconciler ran the wrapper under bash, without the OUT ERR arguments;
 # they are still recognised (re-attached, cancelled) when a workspace is resumed across an upgrade.
 _LEGACY_WRAPPER_SHELL = "/bin/bash"
+# How long a restarted engine waits for an earlier engine's shepherds to start or record what it
+# handed them before it died. They take microseconds; this bounds a wedged (stopped) one, and is
+# long because giving up early could start a job again that a slow shepherd then starts too.
+SETTLE = 30.0
+REAP_WAIT = 2.0  # the reaper thread's wait for a shepherd to reap a job it records (then: poll)
 
 
 def read_exit(job: Job) -> Observation | None:
@@ -85,12 +91,7 @@ def _write_exit(job: Job, what: str) -> None:
     os.replace(tmp, job.exit_file)
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [p.decode(errors="replace") for p in raw.split(b"\0") if p]
+_cmdline = shepherd.cmdline
 
 
 class LocalAdapter(Adapter):
@@ -111,6 +112,7 @@ class LocalAdapter(Adapter):
         self._kill_reason: dict[str, str] = {}  # job name -> "timeout" | "cancelled"
         self._jobs: dict[str, Job] = {}  # job name -> the submission the reaper watches
         self._reaper = Reaper(self._reaped, self._overdue)
+        self._flock = shepherd.Flock(root) if shepherd.usable() else None
 
     # -- scripts ---------------------------------------------------------------------------
 
@@ -150,6 +152,8 @@ class LocalAdapter(Adapter):
         base.secure_paths(self.root, job)
         with contextlib.suppress(FileNotFoundError):
             job.exit_file.unlink()  # a previous submission's record must not be read as ours
+        if self._flock is not None:
+            return self._submit_to_shepherd(job, self._flock)
         try:  # the wrapper opens OUT and ERR (a failure there is exit code 127)
             proc = base.spawn(
                 self._args(job),
@@ -162,6 +166,33 @@ class LocalAdapter(Adapter):
         self._watch(job, proc.pid, time.time(), proc)
         return str(proc.pid)
 
+    def _submit_to_shepherd(self, job: Job, flock: shepherd.Flock) -> str:
+        for tries_left in (1, 0):  # a shepherd that died idle is replaced once
+            with self._lock:
+                s = flock.take_idle(job.name)
+            try:  # the shepherd opens OUT and ERR for the job
+                pid = shepherd.start(flock, s, job)
+                break
+            except shepherd.Gone:
+                with self._lock:
+                    flock.release(job.name)
+                if not tries_left:
+                    raise
+            except BaseException:
+                with self._lock:
+                    flock.release(job.name)
+                raise
+        with self._lock:
+            self._live[job.name] = pid
+            self._kill_reason.pop(job.name, None)
+            self._jobs[job.name] = job
+        deadline = None if job.walltime is None else time.time() + job.walltime
+        if s.ended_already():  # read with its start: the pipe may never turn readable again
+            self._reaped(job.name)
+        else:
+            self._reaper.add_pipe(job.name, s.reports, pid, deadline, s.ended)
+        return str(pid)
+
     def poll(self, jobs: Sequence[Job]) -> dict[str, Observation]:
         seen: dict[str, Observation] = {}
         for job in jobs:
@@ -171,13 +202,13 @@ class LocalAdapter(Adapter):
             # its watcher go, and call a finished job LOST.)
             with self._lock:
                 watched = job.name in self._live
-            if watched:  # its end wakes the engine; the record is read once it is unwatched
+            if watched:  # its exit record, if it has one yet, is read once it is not watched
                 seen[job.name] = Observation(State.RUNNING)
                 continue
             ended = read_exit(job)
             if ended is not None:
                 seen[job.name] = ended
-            elif job.job_id and self._ours(int(job.job_id), job):
+            elif job.job_id and self._ours(int(job.job_id), job, by_id=True):
                 # Re-attach: a job started by an earlier engine that is still running.
                 self._watch(job, int(job.job_id), job.start_time or time.time(), None)
                 seen[job.name] = Observation(State.RUNNING)
@@ -193,13 +224,18 @@ class LocalAdapter(Adapter):
             with self._lock:
                 watched = job.name in self._live
                 self._kill_reason[job.name] = "cancelled"
-            if job.job_id and (watched or self._ours(int(job.job_id), job)):
+            if job.job_id and (watched or self._ours(int(job.job_id), job, by_id=True)):
                 self._terminate(int(job.job_id), job)
                 if not watched:
                     _write_exit(job, "cancelled")
 
     def find(self, job: Job) -> str | None:
-        """Scan /proc for this submission's wrapper (its args name the exit file and number)."""
+        """Scan /proc for this submission's process: a shepherd's job running the instance's
+        script, or a wrapper (whose args name the exit file and number)."""
+        ours = set() if self._flock is None else self._flock.pids()
+        deadline = time.monotonic() + SETTLE
+        while shepherd.unsettled(self.root, ours) and time.monotonic() < deadline:
+            time.sleep(0.005)  # an earlier engine's shepherd is about to start a job, or exit
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and self._ours(int(entry.name), job):
                 return entry.name
@@ -217,15 +253,35 @@ class LocalAdapter(Adapter):
         with contextlib.suppress(BlockingIOError):  # a full pipe already means "wake up"
             os.write(self._wake_w, b"!")
 
-    # No close(): watcher threads of still-running jobs may write to the pipe at any time, and
-    # writing to a closed (then reused) descriptor could hit another file. Two fds per adapter.
+    def close(self) -> None:
+        """Shepherds exit once their job ends (EOF); the jobs go on, their ends recorded."""
+        if self._flock is not None:
+            with self._lock:
+                self._flock.close()
+
+    # The wake pipe stays open: watcher threads of still-running jobs may write to it at any
+    # time, and writing to a closed (then reused) descriptor could hit another file.
 
     # -- internals -------------------------------------------------------------------------
 
-    def _ours(self, pid: int, job: Job) -> bool:
-        """Is `pid` this submission's wrapper? (pids are reused; the cmdline tells.)"""
+    def _ours(self, pid: int, job: Job, *, by_id: bool = False) -> bool:
+        """Is `pid` this submission's process? (pids are reused; cmdline and files tell.)
+        `by_id`: the pid is the job id recorded for it (a job that just exited, its end being
+        recorded by its shepherd, is then taken for it: it is watched, and ends at once)."""
+        with self._lock:
+            watcher = next((n for n, p in self._live.items() if p == pid), None)
+        if watcher is not None:  # one of this adapter's jobs: the one it was started for
+            return watcher == job.name
         cmdline = _cmdline(pid)
-        return cmdline == self._args(job) or cmdline == self._legacy_args(job)
+        if cmdline == self._args(job) or cmdline == self._legacy_args(job):
+            return True
+        ours = set() if self._flock is None else self._flock.pids()
+        deadline = time.monotonic() + SETTLE
+        while (seen := shepherd.job_state(pid, job, self.root, ours)) is Seen.STARTING:
+            if time.monotonic() >= deadline:  # wedged: never call LOST what may still run
+                return by_id
+            time.sleep(0.002)
+        return seen is Seen.YES or (by_id and seen is Seen.RECORDING)
 
     def _watch(self, job: Job, pid: int, started: float, proc: object | None) -> None:
         with self._lock:
@@ -265,15 +321,20 @@ class LocalAdapter(Adapter):
         self.wake()
 
     def _reaped(self, name: str) -> None:
-        """The reaper saw job `name` end (its process is gone and reaped)."""
+        """The reaper saw job `name` end (its process is gone; a shepherd's job: recorded)."""
         with self._lock:
             job = self._jobs.get(name)
+            pid = self._live.get(name)
             reason = self._kill_reason.pop(name, None)
+        if pid is not None:
+            _until_reaped(pid)  # an earlier engine's shepherd records a job, then reaps it
         if job is not None and reason is not None:
             _write_exit(job, reason)  # the wrapper died with its group: record why
         with self._lock:  # only now: a poll must never see "not watched and no exit record"
             self._live.pop(name, None)
             self._jobs.pop(name, None)
+            if self._flock is not None:
+                self._flock.release(name)  # its shepherd takes the next job
         self.wake()
 
     def _overdue(self, name: str, pid: int) -> None:
@@ -285,7 +346,24 @@ class LocalAdapter(Adapter):
             self._terminate(pid, job)
 
     def _terminate(self, pid: int, job: Job) -> None:
+        with self._lock:
+            reason = self._kill_reason.get(job.name)
+        if reason is not None:  # before the kill: a shepherd keeps it, not the signal's rc
+            _write_exit(job, reason)
         base.kill_group(pid, KILL_GRACE)
+
+
+def _until_reaped(pid: int) -> None:
+    """Wait (briefly) while `pid` is a zombie: its parent is still recording its end."""
+    deadline = time.monotonic() + REAP_WAIT
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return
+        if stat.rpartition(")")[2].split()[:1] != ["Z"]:
+            return
+        time.sleep(0.001)
 
 
 def _wait_pid(pid: int, proc: object | None, deadline: float | None) -> bool:

@@ -8,6 +8,9 @@ after a restart. The thread exits once nothing has been left to watch for `LINGE
 starts again on the next job, so idle adapters (tests make many) hold no thread, while a busy one
 does not pay a thread start (a wait for the scheduler) each time its last job ends.
 
+A job started by a shepherd is watched through the shepherd's report pipe instead (`add_pipe`):
+its end counts once the shepherd says it recorded it, which is after the process exited.
+
 Linux ≥ 5.3 only (pidfd_open); `Reaper.add` returns False elsewhere and the caller falls back.
 """
 
@@ -32,6 +35,7 @@ class _Watched:
     proc: subprocess.Popen[bytes] | None  # our child: reaped here
     deadline: float | None
     overdue: bool = False
+    ended: Callable[[], bool] | None = None  # a pipe: readable; has the job ended? (else a pidfd)
 
 
 class Reaper:
@@ -61,19 +65,30 @@ class Reaper:
         except (OSError, AttributeError):
             return False
         with self._lock:
-            if self._epoll is None:  # (re)start the thread with a fresh epoll
-                self._epoll = select.epoll()
-                if self._kick < 0:
-                    self._kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-                self._epoll.register(self._kick, select.EPOLLIN)
-                threading.Thread(
-                    target=self._loop, args=(self._epoll,), daemon=True, name="reaper"
-                ).start()
-            self._fds[fd] = _Watched(key, pid, proc, deadline)
-            self._epoll.register(fd, select.EPOLLIN)
-        if deadline is not None:
-            os.eventfd_write(self._kick, 1)
+            self._watch(fd, _Watched(key, pid, proc, deadline))
         return True
+
+    def add_pipe(
+        self, key: str, fd: int, pid: int, deadline: float | None, ended: Callable[[], bool]
+    ) -> None:
+        """Watch job `pid` through `fd` (not closed here): each time it is readable, `ended()`
+        says whether the job ended."""
+        with self._lock:
+            self._watch(fd, _Watched(key, pid, None, deadline, ended=ended))
+
+    def _watch(self, fd: int, w: _Watched) -> None:
+        if self._epoll is None:  # (re)start the thread with a fresh epoll
+            self._epoll = select.epoll()
+            if self._kick < 0:
+                self._kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._epoll.register(self._kick, select.EPOLLIN)
+            threading.Thread(
+                target=self._loop, args=(self._epoll,), daemon=True, name="reaper"
+            ).start()
+        self._fds[fd] = w
+        self._epoll.register(fd, select.EPOLLIN)
+        if w.deadline is not None:
+            os.eventfd_write(self._kick, 1)
 
     def _loop(self, ep: select.epoll) -> None:
         idle_since: float | None = None
@@ -102,11 +117,14 @@ class Reaper:
                         os.eventfd_read(self._kick)
                     continue
                 with self._lock:
-                    w = self._fds.pop(fd, None)
-                if w is None:
+                    w = self._fds.get(fd)
+                if w is None or (w.ended is not None and not w.ended()):
                     continue
+                with self._lock:
+                    self._fds.pop(fd, None)
                 ep.unregister(fd)
-                os.close(fd)
+                if w.ended is None:
+                    os.close(fd)  # our pidfd (a pipe is its shepherd's)
                 if w.proc is not None:
                     w.proc.wait()  # exited: reaps at once
                 self._ended(w.key)

@@ -72,7 +72,7 @@ def test_kill9_mid_study_then_resume_runs_everything_exactly_once(study_dir, tmp
             assert after[name].job_id == r.job_id
 
 
-def test_job_gone_without_exit_code_is_lost_then_retried(study_dir, tmp_path: Path) -> None:
+def test_job_killed_while_no_engine_watches_is_retried(study_dir, tmp_path: Path) -> None:
     root = study_dir(
         """
         - name: a
@@ -88,7 +88,7 @@ def test_job_gone_without_exit_code_is_lost_then_retried(study_dir, tmp_path: Pa
     wait_for(lambda: (tmp_path / "marker").exists() and rows(root)["a"].job_id is not None)
     _kill_engine(pid)
     job = int(rows(root)["a"].job_id or 0)
-    os.killpg(job, signal.SIGKILL)  # the job dies while no engine watches: no exit record
+    os.killpg(job, signal.SIGKILL)  # the job dies while no engine watches
     wait_for(lambda: not Path(f"/proc/{job}").exists() or _zombie(job))
     assert api.run_engine(root).code == EXIT_OK
     r = rows(root)["a"]

@@ -135,3 +135,14 @@ def scripts(adapter: BatchAdapter, spec_text: str) -> dict[str, tuple[str, str |
 
         out[inst.name] = (text(inst.cmd), text(inst.restart) if inst.restart else None)
     return out
+
+
+def until_ended(a: Adapter, job: Job, timeout: float = 30.0) -> State:
+    """Poll `job` (waiting on the adapter between polls) until it is no longer RUNNING."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        obs = a.poll([job])[job.name]
+        if obs.state is not State.RUNNING:
+            return obs.state
+        a.wait(0.5)
+    raise AssertionError(f"{job.name} did not end")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sched_helpers import until_ended
 
 from reconciler.plan.states import State
 from reconciler.schedulers.base import Job
@@ -41,23 +42,6 @@ def _adapter(tmp_path: Path, slots: int = 4) -> LocalAdapter:
     return a
 
 
-def _until_ended(a: LocalAdapter, job: Job) -> State:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        obs = a.poll([job])[job.name]
-        if obs.state is not State.RUNNING:
-            return obs.state
-        a.wait(0.5)
-    raise AssertionError("job did not end")
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
 def _with_id(job: Job, job_id: str, start: float | None = None) -> Job:
     from dataclasses import replace
 
@@ -76,8 +60,8 @@ def test_exit_codes_and_streamed_output(tmp_path: Path) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert a.poll([ok])["ok"].state is State.RUNNING
-    assert _until_ended(a, ok) is State.FINISHED
-    assert _until_ended(a, bad) is State.FAILED
+    assert until_ended(a, ok) is State.FINISHED
+    assert until_ended(a, bad) is State.FAILED
     assert a.poll([bad])["bad"].exit_code == 3
     assert ok.out.read_text() == "early\nlate\n" and ok.err.read_text() == "oops\n"
     assert ok.exit_file.read_text().split() == ["0", "1"]
@@ -89,7 +73,7 @@ def test_slots_are_the_capacity(tmp_path: Path) -> None:
     j = _job(tmp_path, "s", "sleep 0.3")
     j = _with_id(j, a.submit(j))
     assert a.capacity() == 1
-    _until_ended(a, j)
+    until_ended(a, j)
     deadline = time.monotonic() + 5
     while a.capacity() != 2:
         assert time.monotonic() < deadline
@@ -100,7 +84,7 @@ def test_walltime_kills_the_group_as_timedout(tmp_path: Path) -> None:
     a = _adapter(tmp_path)
     j = _job(tmp_path, "slow", "sleep 30 & echo $! > child.pid; wait", walltime=0.5)
     j = _with_id(j, a.submit(j))
-    assert _until_ended(a, j) is State.TIMEDOUT
+    assert until_ended(a, j) is State.TIMEDOUT
     child = int((j.workdir / "child.pid").read_text())
     deadline = time.monotonic() + 5
     while Path(f"/proc/{child}").exists() and "Z" not in _stat(child):
@@ -121,7 +105,7 @@ def test_reattach_from_a_fresh_adapter(tmp_path: Path) -> None:
     j = _with_id(j, first.submit(j), time.time())
     second = _adapter(tmp_path)  # as if the engine restarted
     assert second.poll([j])["r"].state is State.RUNNING
-    assert _until_ended(second, j) is State.FAILED
+    assert until_ended(second, j) is State.FAILED
     assert second.poll([j])["r"].exit_code == 4
 
 
@@ -142,12 +126,12 @@ def test_a_job_that_ends_while_it_is_looked_for_is_read_not_lost(tmp_path: Path)
     second = _adapter(tmp_path)  # as if the engine restarted
     looked = second._ours
 
-    def ends_meanwhile(pid: int, job: Job) -> bool:
+    def ends_meanwhile(pid: int, job: Job, **kw: bool) -> bool:
         with open(j.workdir / "go", "w") as fifo:  # release the job...
             fifo.write("go\n")
-        while _cmdline(pid):  # ...until its wrapper is gone (a zombie's cmdline is empty;
-            time.sleep(0.01)  # the wrapper wrote its record before it exited)
-        return looked(pid, job)
+        while Path(f"/proc/{pid}").exists():  # ...until its process is gone (its end is
+            time.sleep(0.01)  # recorded before that)
+        return looked(pid, job, **kw)
 
     second._ours = ends_meanwhile  # type: ignore[method-assign]
     obs = second.poll([j])["e"]
@@ -161,7 +145,7 @@ def test_cancel_and_find(tmp_path: Path) -> None:
     assert a.find(j) == job_id
     j = _with_id(j, job_id)
     a.cancel([j])
-    assert _until_ended(a, j) is State.CANCELLED
+    assert until_ended(a, j) is State.CANCELLED
 
 
 def test_walltime_formats() -> None:

@@ -1,0 +1,148 @@
+"""The shepherd process: starts one local slot's jobs, one at a time, and records how each ended.
+
+Run by the local adapter as `python -I -S shepherd_main.py --workspace ROOT` in a session of its
+own (it outlives the engine). Standard library only: it starts in a few milliseconds, once per
+slot, and imports nothing of reconciler's.
+
+stdin: jobs, each 7 NUL-terminated fields, WORKDIR EXIT_FILE SUBMISSION SHELL SCRIPT OUT ERR.
+For each it starts `SHELL SCRIPT` in WORKDIR — stdin /dev/null, stdout and stderr appended to OUT
+and ERR, the leader of a new process group: what the wrapper local-job.sh runs — and reports
+`started PID` on stdout. A job that cannot start (no such shell, an output file not writable)
+ends at once with 127, as in a shell, and is reported `failed WHY`. When a job ends it writes
+`<rc> <submission>` to EXIT_FILE — unless the engine already wrote there why it killed the job
+(`timeout N`, `cancelled N`, written before the kill) — and only then reaps it and reports
+`ended PID`: while a job's pid exists its end may not be recorded yet; once it is gone, it is.
+EOF on stdin (the engine ended or died) ends the shepherd, after the job it runs.
+
+Whose job it runs is in its state file, `.reconciler/shepherds/<its pid>`: `PID\0SUBMISSION\0
+EXIT_FILE\0`, written once the job has started and before it is reported. After a restart the
+engine knows a job process by it (a job may `exec` another program, or point its output
+elsewhere, so neither its command line nor its open files name it for sure). The file goes
+when the shepherd ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+FIELDS = 7
+# Ignored by Python and inherited across exec: a job gets them at their default, as from a shell.
+_DEFAULT_SIGNALS = tuple(
+    s for s in (getattr(signal, n, None) for n in ("SIGPIPE", "SIGXFSZ", "SIGXFZ")) if s
+)
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT  # no O_CLOEXEC: these become the job's 1 and 2
+
+
+class _Jobs:
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def next(self) -> list[bytes] | None:
+        """The next job's fields, None at EOF (a partial job at EOF is dropped: never started)."""
+        while True:
+            parts = self.buf.split(b"\0", FIELDS)
+            if len(parts) > FIELDS:
+                self.buf = parts[FIELDS]
+                return parts[:FIELDS]
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+
+def _report(line: str) -> None:
+    with contextlib.suppress(OSError):  # the engine is gone: the exit record is what counts
+        os.write(1, line.encode() + b"\n")
+
+
+def _record(exit_file: bytes, submission: bytes, rc: int) -> None:
+    try:
+        with open(exit_file, "rb") as f:
+            parts = f.read(64).split()
+        if len(parts) == 2 and parts[1] == submission:
+            return  # the engine recorded why it killed this very submission
+    except OSError:
+        pass
+    try:
+        fd = os.open(exit_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, b"%d %s\n" % (rc, submission))  # one small write, as the wrapper's
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # unrecordable (disk full, directory gone): the engine will call it LOST
+
+
+def _start(fields: list[bytes]) -> int | str:
+    workdir, _exit, _sub, shell, script, out, err = fields
+    try:
+        os.chdir(workdir)
+        spawn = os.posix_spawn if b"/" in shell else os.posix_spawnp
+        return spawn(
+            shell,
+            [shell, script],
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, out, _APPEND, 0o666),
+                (os.POSIX_SPAWN_OPEN, 2, err, _APPEND, 0o666),
+            ],
+            setpgroup=0,  # a process group of its own: cancel and walltime kill it whole
+            setsigdef=_DEFAULT_SIGNALS,
+            setsigmask=(),
+        )
+    except OSError as e:
+        return f"cannot start {os.fsdecode(shell)} {os.fsdecode(script)}: {e.strerror or e}"
+
+
+def _write_state(path: str, pid: int, submission: bytes, exit_file: bytes) -> None:
+    try:  # one small write: a reader that sees it empty or short waits and reads again
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"%d\0%s\0%s\0" % (pid, submission, exit_file))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # unwritable: after a restart the job is not recognised (LOST, then retried)
+
+
+def main(root: str) -> None:
+    state_dir = os.path.join(root, ".reconciler", "shepherds")
+    with contextlib.suppress(OSError):
+        os.makedirs(state_dir, exist_ok=True)
+    state = os.path.join(state_dir, str(os.getpid()))
+    with contextlib.suppress(OSError):
+        os.unlink(state)  # a dead shepherd's that had this pid: it names none of our jobs
+    try:
+        _serve(state)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(state)
+
+
+def _serve(state: str) -> None:
+    jobs = _Jobs()
+    while (fields := jobs.next()) is not None:
+        exit_file, submission = fields[1], fields[2]
+        started = _start(fields)
+        if isinstance(started, str):
+            _record(exit_file, submission, 127)
+            _report("failed " + started.replace("\n", " "))
+            continue
+        _write_state(state, started, submission, exit_file)
+        _report(f"started {started}")
+        info = os.waitid(os.P_PID, started, os.WEXITED | os.WNOWAIT)  # ended, not yet reaped
+        if info is not None:  # (always, without WNOHANG)
+            exited = info.si_code == os.CLD_EXITED
+            _record(exit_file, submission, info.si_status if exited else 128 + info.si_status)
+        os.waitpid(started, 0)
+        _report(f"ended {started}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--workspace"]:
+        sys.exit("usage: shepherd_main.py --workspace ROOT")
+    main(sys.argv[2])
