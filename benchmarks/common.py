@@ -15,7 +15,16 @@ from pathlib import Path
 class Usage:
     wall: float  # seconds
     rss_mb: float  # peak resident memory of the largest process
-    cpu: float  # user + system seconds of the process and every descendant it waited for
+    cpu: float  # user + system seconds of the whole machine meanwhile (run nothing else)
+
+
+def machine_cpu() -> float:
+    """CPU seconds the machine has spent busy since boot (all processes, /proc/stat). Counting
+    the machine, not the process tree: detached helpers (shepherds, daemons) are no one's
+    waited-for child, so rusage would leave them and their jobs out."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(argv: list[str], cwd: Path | None = None) -> Usage:
@@ -23,16 +32,18 @@ def measure(argv: list[str], cwd: Path | None = None) -> Usage:
     # stderr to a file, not a pipe: a chatty program (Maestro's -fg logs there) would fill a pipe
     # read only at the end, block, and be timed asleep.
     with tempfile.TemporaryFile() as err_file:
+        cpu = machine_cpu()
         start = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err_file)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        cpu = machine_cpu() - cpu
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
             err_file.seek(0)
             err = err_file.read().decode(errors="replace")
             sys.exit(f"failed ({code}): {' '.join(argv)}\n{err[-2000:]}")
-    return Usage(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)  # KiB → MiB
+    return Usage(wall, usage.ru_maxrss / 1024, cpu)  # KiB → MiB
 
 
 def timed(argv: list[str], cwd: Path | None = None) -> tuple[float, float]:

@@ -13,8 +13,9 @@ memory on a 10,000-instance study.
 
 Every contender runs in a fresh directory under DIR (default: the system's temporary
 directory); `--dir /dev/shm` takes the disk's write-back stalls out of the figures. Besides wall
-time it prints the CPU seconds of each contender's whole process tree: on a machine whose cores
-are all busy, wall time is about CPU time / cores, so the CPU figures show what each costs.
+time it prints the CPU seconds the machine spent during each run (so run nothing else): on a
+machine whose cores are all busy, wall time is about CPU time / cores, so they show what each
+contender costs.
 
 Goals on a 2-core machine: reconciler ≤ 1.3 × floor and ≤ 0.5 × Maestro; chain ≤ 1 s;
 engine memory on 10,000 instances ≤ 200 MB.
