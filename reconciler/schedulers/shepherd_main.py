@@ -15,8 +15,11 @@ ends at once with 127, as in a shell, and is reported `failed WHY`. When a job e
 EOF on stdin (the engine ended or died) ends the shepherd, after the job it runs.
 
 Whose job it runs is in its state file, `.reconciler/shepherds/<its pid>`: `PID\0SUBMISSION\0
-EXIT_FILE\0`, written once the job has started and before it is reported. After a restart the
-engine knows a job process by it (a job may `exec` another program, or point its output
+EXIT_FILE\0`, PID ten digits wide. It is written before the job starts, with PID 0, and the pid
+is written over those digits once the job has started, before it is reported: an overwrite in
+place needs no new disk space, so a job starts only if it will be known. A job whose state
+cannot be written (disk full) is not started: it fails with 127. After a restart the engine
+knows a job process by this file (a job may `exec` another program, or point its output
 elsewhere, so neither its command line nor its open files name it for sure). The file goes
 when the shepherd ends.
 """
@@ -98,19 +101,35 @@ def _start(fields: list[bytes]) -> int | str:
         return f"cannot start {os.fsdecode(shell)} {os.fsdecode(script)}: {e.strerror or e}"
 
 
-def _write_state(path: str, pid: int, submission: bytes, exit_file: bytes) -> None:
-    try:  # one small write: a reader that sees it empty or short waits and reads again
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, b"%d\0%s\0%s\0" % (pid, submission, exit_file))
-        finally:
-            os.close(fd)
+PID_WIDTH = 10  # digits: any Linux pid (pid_max ≤ 2^22), so the pid fits over the zeros
+
+
+def _intend(path: str, submission: bytes, exit_file: bytes) -> int:
+    """Write the state of a job about to start (pid 0); the open file. Raises OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        data = b"0" * PID_WIDTH + b"\0%s\0%s\0" % (submission, exit_file)
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write to {path}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _started(fd: int, pid: int) -> None:
+    """Write the started job's pid over the zeros (same length: no new space needed)."""
+    try:  # one small write in place: a reader that sees it half-done waits and reads again
+        os.pwrite(fd, b"%0*d" % (PID_WIDTH, pid), 0)
     except OSError:
-        pass  # unwritable: after a restart the job is not recognised (LOST, then retried)
+        pass  # cannot happen short of an I/O error; then the job is not recognised after a restart
+    finally:
+        os.close(fd)
 
 
-def main(root: str) -> None:
-    state_dir = os.path.join(root, ".reconciler", "shepherds")
+def main() -> None:
+    # Started in the workspace root (its --workspace may be relative; jobs chdir elsewhere).
+    state_dir = os.path.join(os.getcwd(), ".reconciler", "shepherds")
     with contextlib.suppress(OSError):
         os.makedirs(state_dir, exist_ok=True)
     state = os.path.join(state_dir, str(os.getpid()))
@@ -127,12 +146,20 @@ def _serve(state: str) -> None:
     jobs = _Jobs()
     while (fields := jobs.next()) is not None:
         exit_file, submission = fields[1], fields[2]
+        try:
+            fd = _intend(state, submission, exit_file)
+        except OSError as e:
+            _record(exit_file, submission, 127)
+            why = f"cannot record the start of {os.fsdecode(fields[4])}: {e}"
+            _report("failed " + why.replace("\n", " "))
+            continue
         started = _start(fields)
         if isinstance(started, str):
+            os.close(fd)
             _record(exit_file, submission, 127)
             _report("failed " + started.replace("\n", " "))
             continue
-        _write_state(state, started, submission, exit_file)
+        _started(fd, started)
         _report(f"started {started}")
         info = os.waitid(os.P_PID, started, os.WEXITED | os.WNOWAIT)  # ended, not yet reaped
         if info is not None:  # (always, without WNOHANG)
@@ -145,4 +172,4 @@ def _serve(state: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] != ["--workspace"]:
         sys.exit("usage: shepherd_main.py --workspace ROOT")
-    main(sys.argv[2])
+    main()

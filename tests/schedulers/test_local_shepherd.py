@@ -107,6 +107,19 @@ def test_a_shell_that_cannot_run_is_a_failed_submit_with_127(tmp_path: Path) -> 
     assert until_ended(a, ok) is State.FAILED and read_exit(ok).exit_code == 5  # type: ignore[union-attr]
 
 
+def test_a_job_whose_start_cannot_be_recorded_does_not_start(tmp_path: Path) -> None:
+    """A shepherd names its job in its state file before it starts it: where it cannot (here
+    the state directory is a file; on a full disk, the same), the job is not started — it
+    would be unknown to an engine restarted meanwhile, and could be started twice."""
+    a = _adapter(tmp_path)
+    (tmp_path / ".reconciler" / "shepherds").write_text("in the way\n")
+    j = _job(tmp_path, "n", "touch ran")
+    with pytest.raises(SubmitError, match="cannot record the start"):
+        a.submit(j)
+    assert not (j.workdir / "ran").exists()
+    assert j.exit_file.read_text().split() == ["127", "1"]
+
+
 def test_paths_with_spaces_and_newlines_are_data(tmp_path: Path) -> None:
     root = tmp_path / "a root\nwith $(touch pwned) 'quotes'"
     root.mkdir()
