@@ -230,14 +230,14 @@ class LocalAdapter(Adapter):
                     _write_exit(job, "cancelled")
 
     def find(self, job: Job) -> str | None:
-        """Scan /proc for this submission's process: a shepherd's job running the instance's
-        script, or a wrapper (whose args name the exit file and number)."""
-        ours = set() if self._flock is None else self._flock.pids()
+        """Scan /proc for this submission's process: a shepherd's job that its shepherd's state
+        file names, or a wrapper (whose args name the exit file and number)."""
+        ours = self._shepherd_sessions()
         deadline = time.monotonic() + SETTLE
         while shepherd.unsettled(self.root, ours) and time.monotonic() < deadline:
             time.sleep(0.005)  # an earlier engine's shepherd is about to start a job, or exit
         for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and self._ours(int(entry.name), job):
+            if entry.name.isdigit() and self._ours(int(entry.name), job, ours=ours):
                 return entry.name
         return None
 
@@ -264,10 +264,21 @@ class LocalAdapter(Adapter):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _ours(self, pid: int, job: Job, *, by_id: bool = False) -> bool:
-        """Is `pid` this submission's process? (pids are reused; cmdline and files tell.)
-        `by_id`: the pid is the job id recorded for it (a job that just exited, its end being
-        recorded by its shepherd, is then taken for it: it is watched, and ends at once)."""
+    def _shepherd_sessions(self) -> set[int]:
+        """This adapter's shepherds (each leads its session): their jobs are not an earlier
+        engine's."""
+        if self._flock is None:
+            return set()
+        with self._lock:
+            return self._flock.pids()
+
+    def _ours(
+        self, pid: int, job: Job, *, by_id: bool = False, ours: set[int] | None = None
+    ) -> bool:
+        """Is `pid` this submission's process? (pids are reused; the wrapper's args, or the
+        shepherd's state file, tell.) `by_id`: the pid is the job id recorded for it (a job
+        that just exited, its end being recorded by its shepherd, is then taken for it: it is
+        watched, and ends at once). `ours`: `_shepherd_sessions()`, when a caller has it."""
         with self._lock:
             watcher = next((n for n, p in self._live.items() if p == pid), None)
         if watcher is not None:  # one of this adapter's jobs: the one it was started for
@@ -275,7 +286,8 @@ class LocalAdapter(Adapter):
         cmdline = _cmdline(pid)
         if cmdline == self._args(job) or cmdline == self._legacy_args(job):
             return True
-        ours = set() if self._flock is None else self._flock.pids()
+        if ours is None:
+            ours = self._shepherd_sessions()
         deadline = time.monotonic() + SETTLE
         while (seen := shepherd.job_state(pid, job, self.root, ours)) is Seen.STARTING:
             if time.monotonic() >= deadline:  # wedged: never call LOST what may still run
@@ -357,11 +369,8 @@ def _until_reaped(pid: int) -> None:
     """Wait (briefly) while `pid` is a zombie: its parent is still recording its end."""
     deadline = time.monotonic() + REAP_WAIT
     while time.monotonic() < deadline:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return
-        if stat.rpartition(")")[2].split()[:1] != ["Z"]:
+        st = shepherd.proc_stat(pid)
+        if st is None or st[0] != "Z":
             return
         time.sleep(0.001)
 

@@ -234,7 +234,7 @@ def cmdline(pid: int | str) -> list[str]:
     return [p.decode(errors="replace") for p in raw.split(b"\0") if p]
 
 
-def _stat(pid: int) -> tuple[str, int, int, int] | None:
+def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
     """(state, ppid, pgrp, session) from /proc/PID/stat."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -248,7 +248,7 @@ def _stat(pid: int) -> tuple[str, int, int, int] | None:
 
 def job_state(pid: int, job: Job, root: Path, ours: set[int]) -> Seen:
     """Is `pid` a job process of a shepherd of this workspace — not one of `ours` — for `job`?"""
-    st = _stat(pid)
+    st = proc_stat(pid)
     if st is None:
         return Seen.NO
     state, ppid, pgrp, session = st
@@ -288,7 +288,7 @@ def unsettled(root: Path, ours: set[int]) -> bool:
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
-        st = _stat(pid)
+        st = proc_stat(pid)
         if st is None or st[3] in ours:
             continue
         if is_shepherd(cmdline(pid), root):
