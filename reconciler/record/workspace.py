@@ -33,6 +33,7 @@ from ruamel.yaml import YAML
 
 from reconciler.record import plainyaml
 from reconciler.record.store import RECORD_DIR, InstanceRow
+from reconciler.spec.names import safe_name
 
 STATUS_COLUMNS = (
     "Step Name",
@@ -48,7 +49,6 @@ STATUS_COLUMNS = (
     "Params",
 )
 UNKNOWN = "--"
-_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.() ]")
 # Environment variables worth keeping as provenance; never the whole environment (secrets).
 ENV_ALLOWLIST = (
     "PATH",
@@ -66,11 +66,6 @@ ENV_ALLOWLIST = (
     "PYTHONPATH",
 )
 _SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL", re.IGNORECASE)
-
-
-def safe_name(text: str) -> str:
-    """Maestro's make_safe_path: keep `[A-Za-z0-9-_.() ]`, then spaces become `_`."""
-    return _UNSAFE.sub("", text).replace(" ", "_")
 
 
 def default_root(name: str, base: Path, now: datetime | None = None) -> Path:

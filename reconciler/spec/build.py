@@ -102,6 +102,7 @@ def build_study(
     spec, pos = loaded.spec, loaded.positions
     params = params if params is not None else from_spec(spec.parameters)
     _warn_unused(loaded, out)
+    check.check_study_name(spec, pos, out)
     index = check.check_step_names(spec, pos, out)
     edges = check.step_edges(spec, index, pos, out)
     steps = check.step_graph(spec, edges, pos, out)

@@ -15,7 +15,8 @@ import networkx as nx
 from reconciler.spec.diagnostics import Collector
 from reconciler.spec.load import Positions
 from reconciler.spec.model import Spec
-from reconciler.spec.pgen import ParameterSet, safe_name
+from reconciler.spec.names import name_problem, safe_name
+from reconciler.spec.pgen import ParameterSet
 
 # A step name becomes a directory and part of file names: no separators, nothing hidden.
 STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # what $(name.workspace) can name
@@ -26,6 +27,13 @@ FUNNEL = "_*"
 class Edge:
     parent: str
     funnel: bool
+
+
+def check_study_name(spec: Spec, pos: Positions, out: Collector) -> None:
+    """The study's name follows spec/names.py (the one rule for every command)."""
+    problem = name_problem(spec.description.name)
+    if problem is not None:
+        out.error(problem, pos.value(("description", "name")))
 
 
 def check_step_names(spec: Spec, pos: Positions, out: Collector) -> dict[str, int]:

@@ -21,7 +21,8 @@ from reconciler.spec.fingerprint import fingerprint
 from reconciler.spec.instance import Instance, Resources
 from reconciler.spec.load import Positions
 from reconciler.spec.model import Exclusive, Spec, Step
-from reconciler.spec.pgen import ParameterSet, safe_name
+from reconciler.spec.names import safe_name
+from reconciler.spec.pgen import ParameterSet
 from reconciler.spec.tokens import (
     LAUNCHER,
     OUTPUT_PATH,

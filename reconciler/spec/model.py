@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from reconciler.spec.names import normal_name
 from reconciler.spec.pool import Pool
 
 VAR_REF = re.compile(r"^\$\(\w+\)$")
@@ -35,6 +36,11 @@ class Description(BaseModel):
 
     name: NonEmpty
     description: NonEmpty
+
+    @field_validator("name")
+    @classmethod
+    def _nfc(cls, v: str) -> str:
+        return normal_name(v)  # compared and stored in one form (spec/names.py)
 
 
 # A dependency is referenced as $(NAME) and becomes a directory name: word characters only.
@@ -170,6 +176,7 @@ class Reconcile(Closed):
     backoff: Annotated[float, Field(ge=0)] = 0.0
     throttle: Annotated[int, Field(ge=0)] = 0
     workspace: str | None = None
+    self_heal: bool = False
 
 
 class Spec(Closed):

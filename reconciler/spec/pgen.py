@@ -9,7 +9,6 @@ package does besides reading spec text, kept here so the contract lives in one p
 from __future__ import annotations
 
 import importlib.util
-import re
 import sys
 import types
 from collections.abc import Iterator, Mapping
@@ -18,13 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.spec.model import Parameter
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.() ]")
-
-
-def safe_name(text: str) -> str:
-    """Maestro's make_safe_path: keep [A-Za-z0-9-_.() ], then spaces become '_'."""
-    return _UNSAFE.sub("", text).replace(" ", "_")
 
 
 class ParameterGenerator:

@@ -613,3 +613,40 @@ def test_bad_walltime(reject: Reject) -> None:
     d = only(reject(study(step("a", more="    walltime: 1h\n"))))
     assert at(d) == (9, 15)
     assert "walltime '1h' is not a duration" in d.message
+
+
+# ---- study names (spec/names.py: the one rule for validate, run and GitOps) ----------------
+
+
+def _named(name: str) -> str:
+    return f'description:\n  name: "{name}"\n  description: d\n' + ONE_STEP
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("x" * 240, "is 240 bytes long"),
+        ("é" * 120, "is 240 bytes long"),  # bytes, not characters
+        ("a\\0b", "U+0000"),
+        ("a\\tb", "U+0009"),
+        ("a\\u2028b", "U+2028"),
+        ("a\\u200bb", "U+200B"),
+        ("///", "no character usable"),
+        ("..", "no character usable"),
+        ("!?", "no character usable"),
+    ],
+)
+def test_a_study_name_must_fit_a_file_name_and_print_cleanly(
+    reject: Reject, name: str, says: str
+) -> None:
+    d = only(reject(_named(name)))
+    assert at(d) == (2, 9) and d.message.startswith("description.name") and says in d.message
+
+
+@pytest.mark.parametrize("name", ["x" * 239, "../../../x", "/abs", "my study", "café", "a.b"])
+def test_names_maestro_takes_are_still_taken(load: Load, name: str) -> None:
+    assert load(_named(name)).name == name
+
+
+def test_a_name_is_compared_in_nfc(load: Load) -> None:
+    assert load(_named("cafe\u0301")).name == "caf\u00e9"

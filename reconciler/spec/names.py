@@ -1,0 +1,68 @@
+"""Study names: one rule for `validate`, `run` and GitOps alike.
+
+A study's name becomes a directory name — `<name>_<timestamp>` for `run`, `<name>` under the
+studies root in GitOps mode — and the engine's log, `logs/<name>.log`; it is printed in
+tables, logs and pull-request comments, and keys the study in a repository. So a name must
+fit in a file name with the longest suffix reconciler appends, hold no control characters,
+and keep at least one character a directory name can use. Names are compared in Unicode NFC,
+so `café` typed as one code point or as `e` + combining accent is one study.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+NAME_MAX = 255  # bytes in a file name (Linux, macOS)
+# The longest suffix reconciler appends to a study's directory name: `run`'s `_<timestamp>`
+# (`_YYYYmmdd-HHMMSS`); `.log` is shorter.
+LONGEST_SUFFIX = len("_YYYYmmdd-HHMMSS")
+MAX_BYTES = NAME_MAX - LONGEST_SUFFIX
+# Unicode categories that print as nothing or move the text around: control (Cc), format (Cf:
+# bidi overrides, zero-width characters), surrogates, private use, unassigned, line and
+# paragraph separators.
+_CONTROL = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.() ]")
+
+
+def safe_name(text: str) -> str:
+    """Maestro's make_safe_path: keep `[A-Za-z0-9-_.() ]`, then spaces become `_`."""
+    return _UNSAFE.sub("", text).replace(" ", "_")
+
+
+def normal_name(name: str) -> str:
+    """The name as it is compared and stored (Unicode NFC)."""
+    return unicodedata.normalize("NFC", name)
+
+
+def study_dir(name: str) -> str:
+    """The directory name of a study (before any suffix): Maestro's safe path of its NFC name."""
+    return safe_name(normal_name(name))
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a study (one sentence), or None when it can."""
+    for ch in name:
+        if unicodedata.category(ch) in _CONTROL:
+            return (
+                f"description.name contains the control character U+{ord(ch):04X}; a study "
+                "name is printed in tables and logs and names its directory: remove it"
+            )
+    size = len(normal_name(name).encode())
+    if size > MAX_BYTES:
+        return (
+            f"description.name is {size} bytes long; the study's directory name "
+            f"('<name>_<timestamp>') must fit in {NAME_MAX} bytes, so a name may have at most "
+            f"{MAX_BYTES}: shorten it"
+        )
+    if study_dir(name) in ("", ".", ".."):
+        return (
+            f"description.name {name!r} has no character usable in a directory name (letters, "
+            "digits and - _ . ( ) and space are kept, and '.' or '..' alone would name a parent)"
+        )
+    return None
+
+
+__all__ = ["MAX_BYTES", "NAME_MAX", "name_problem", "normal_name", "safe_name", "study_dir"]
