@@ -7,6 +7,8 @@ retry   same fingerprint: ended FAILED/TIMEDOUT/LOST/HWFAILURE with tries left, 
         an upstream instance that runs again
 cancel  in flight but gone from the spec
 prune   ended and gone from the spec (outputs removed only when `reconcile.prune` is on)
+missing finished, but its directory is gone (drift); nothing is done unless self-heal is on,
+        and then it reruns (with its descendants) instead
 
 Pure: the caller reads the record and the specs; this module only decides.
 """
@@ -14,7 +16,7 @@ Pure: the caller reads the record and the specs; this module only decides.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -33,10 +35,13 @@ class Kind(StrEnum):
     RETRY = "retry"
     CANCEL = "cancel"
     PRUNE = "prune"
+    MISSING = "missing"
 
 
 # Kinds that make a study OutOfSync (a retry converges to the same revision: still Synced).
-SYNC_KINDS = frozenset({Kind.CREATE, Kind.RERUN, Kind.CANCEL, Kind.PRUNE})
+# Drift (missing) does too, as in Argo CD: the live state no longer is what was applied.
+SYNC_KINDS = frozenset({Kind.CREATE, Kind.RERUN, Kind.CANCEL, Kind.PRUNE, Kind.MISSING})
+
 # Kinds after which an instance produces new outputs: its descendants must run again.
 RUNS = frozenset({Kind.CREATE, Kind.RERUN, Kind.RETRY})
 
@@ -81,7 +86,13 @@ class Plan:
 
     @property
     def changes(self) -> list[Action]:
+        """Everything but keeps: what a person reviews (drift included)."""
         return [a for a in self.actions if a.kind is not Kind.KEEP]
+
+    @property
+    def work(self) -> list[Action]:
+        """What an apply acts on: the changes without drift it only reports."""
+        return [a for a in self.actions if a.kind not in (Kind.KEEP, Kind.MISSING)]
 
     @property
     def in_sync(self) -> bool:
@@ -101,17 +112,24 @@ def make_plan(
     changes: Sequence[Change] = (),
     *,
     tries: int = 1,
+    missing: Collection[str] = frozenset(),
+    heal: bool = False,
 ) -> Plan:
     """Decide what to do with every desired and every recorded instance.
 
     `tries` is how many submissions an instance may have (1 + retries); `changes` explain
-    fingerprint differences (see diff.spec_changes).
+    fingerprint differences (see diff.spec_changes). `missing` names the recorded FINISHED
+    instances whose directory is gone (the caller looks; this module does no IO): with `heal`
+    they rerun with their descendants, else each is reported as `missing`.
     """
     plan = Plan(desired.name, prune_outputs=desired.reconcile.prune)
     kinds: dict[str, Kind] = {}
     steps_of = {i.name: i.step for i in desired.instances}
     for inst in desired.instances:  # topological order: parents are decided first
-        kind, reason = _decide(inst, recorded.get(inst.name), kinds, steps_of, changes, tries)
+        rec = recorded.get(inst.name)
+        kind, reason = _decide(inst, rec, kinds, steps_of, changes, tries)
+        if kind is Kind.KEEP and inst.name in missing and rec and rec.state is State.FINISHED:
+            kind, reason = _drift(heal)
         kinds[inst.name] = kind
         plan.actions.append(Action(kind, inst.name, inst.step, reason))
     for name, rec in recorded.items():
@@ -138,6 +156,11 @@ def _decide(
         return Kind.CREATE, _new_reason(inst, changes)
     if rec.fingerprint != inst.fingerprint:
         return Kind.RERUN, _rerun_reason(inst, upstream, steps_of, changes)
+    healed = [p for p in upstream if kinds[p] is Kind.RERUN]
+    if healed and rec.state is State.FINISHED:
+        # Same content under a parent that reruns: only self-heal does that (any other rerun
+        # changes the parent's fingerprint, and so this one's). Its outputs go to history.
+        return Kind.RERUN, _upstream(healed, steps_of) + " (self-heal)"
     if upstream:  # same content, but a parent runs again (a retry): this one waits for it
         return Kind.RETRY, _upstream(upstream, steps_of, "runs again")
     state = rec.state
@@ -150,6 +173,12 @@ def _decide(
             return Kind.RETRY, f"{state}, attempt {rec.attempts + 1} of {tries}"
         return Kind.KEEP, f"{state}; no attempts left ({rec.attempts} of {tries})"
     return Kind.KEEP, str(state).lower()
+
+
+def _drift(heal: bool) -> tuple[Kind, str]:
+    if heal:
+        return Kind.RERUN, "finished, but its directory is gone: rerun (self-heal)"
+    return Kind.MISSING, "finished, but its directory is gone (drift)"
 
 
 def _upstream(parents: Sequence[str], steps_of: Mapping[str, str], verb: str = "reran") -> str:

@@ -173,3 +173,32 @@ def test_in_flight_instances_are_kept() -> None:
     s = study()
     k = kinds(plan(s, s, record(s, State.RUNNING)))
     assert k["a_N.1"] == ("keep", "in progress (RUNNING)")
+
+
+# -- drift and self-heal: the set of missing instances is an input (the plan does no IO) ----
+
+
+def test_a_missing_finished_instance_is_reported_as_drift_without_self_heal() -> None:
+    s = study()
+    p = make_plan(s, record(s), missing={"a_N.2"})
+    k = kinds(p)
+    assert k["a_N.2"] == ("missing", "finished, but its directory is gone (drift)")
+    assert {v[0] for n, v in k.items() if n != "a_N.2"} == {"keep"}  # descendants left alone
+    assert p.sync == "OutOfSync"
+    assert [a.instance for a in p.changes] == ["a_N.2"] and not p.work  # nothing to apply
+
+
+def test_self_heal_reruns_a_missing_instance_and_its_descendants_only() -> None:
+    s = study()
+    k = kinds(make_plan(s, record(s), missing={"a_N.2"}, heal=True))
+    assert k["a_N.2"] == ("rerun", "finished, but its directory is gone: rerun (self-heal)")
+    assert k["b_N.2"] == ("rerun", "upstream 'a' reran (self-heal)")
+    assert k["c"] == ("rerun", "upstream 'b' reran (self-heal)")
+    assert {k[n][0] for n in ("a_N.1", "a_N.3", "b_N.1", "b_N.3")} == {"keep"}
+
+
+def test_missing_names_only_matter_for_finished_instances() -> None:
+    s = study()
+    rec = record(s, **{"a_N.1": State.FAILED, "b_N.1": State.BLOCKED, "c": State.BLOCKED})
+    k = kinds(make_plan(s, rec, missing={"a_N.1", "c"}, heal=True))
+    assert k["a_N.1"][0] == "keep" and k["c"][0] == "keep"  # out of tries: not drift
