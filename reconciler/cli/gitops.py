@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from reconciler.cli.common import EXIT_CHANGES, EXIT_OK, err, fail, out, print_json
@@ -23,27 +24,50 @@ ROOT = typer.Option(None, "--root", help="Where study workspaces live (default: 
                     "<repo>/.reconciler/studies).")  # fmt: skip
 SPECS = typer.Option("specs", "--specs", help="The specs directory inside the repo.")
 WORKTREE = typer.Option(False, "--worktree", help="Use the work tree's specs, committed or not.")
+ALLOW = typer.Option(
+    None, "--allow-workspace", metavar="DIR",
+    help="Let reconcile.workspace place a study in DIR (or below it), outside the studies root "
+    "(repeatable; or `git config --add reconciler.allowWorkspace DIR`).",
+)  # fmt: skip
+SELF_HEAL = typer.Option(
+    False, "--self-heal", help="Rerun finished instances whose directory is gone (drift), and "
+    "their descendants, this once (reconcile.self_heal: true does it always).",
+)  # fmt: skip
+HEAL_HINT = (
+    "`reconciler apply --self-heal` reruns them and their descendants (or set "
+    "reconcile.self_heal: true in the spec)"
+)
 
 
-def _reconciler(repo: Path, specs: str, root: Path | None, worktree: bool) -> Reconciler:
+def _reconciler(
+    repo: Path, specs: str, root: Path | None, worktree: bool, allow: list[Path] | None = None
+) -> Reconciler:
     try:
         from reconciler.gitops.reconcile import Reconciler
         from reconciler.gitops.repo import RepoError
     except ImportError as e:  # GitPython without git
         fail(f"GitOps commands need git on PATH: {' '.join(str(e).split())[:200]}")
     try:
-        return Reconciler(repo, specs=specs, root=root, worktree=worktree)
+        return Reconciler(repo, specs=specs, root=root, worktree=worktree, allow=allow or ())
     except RepoError as e:
         fail(str(e))
 
 
-def _plan(rec: Reconciler, rev: str | None) -> tuple[str | None, list[StudyPlan]]:
+def _plan(
+    rec: Reconciler, rev: str | None, heal: bool = False
+) -> tuple[str | None, list[StudyPlan]]:
     from reconciler.gitops.repo import RepoError
 
     try:
-        return rec.plan(rev)
+        return rec.plan(rev, heal=heal)
     except RepoError as e:
         fail(str(e))
+
+
+def _missing(p: StudyPlan) -> int:
+    from reconciler.plan.actions import Kind
+
+    return len(p.plan.by_kind(Kind.MISSING)) if p.plan else 0
 
 
 def plan_json(sha: str | None, plans: list[StudyPlan]) -> dict[str, Any]:
@@ -52,9 +76,10 @@ def plan_json(sha: str | None, plans: list[StudyPlan]) -> dict[str, Any]:
         "studies": [
             {
                 "study": p.name,
-                "workspace": str(p.workspace),
+                "workspace": str(p.workspace) if p.workspace else None,
                 "sync": p.sync,
                 "error": p.error,
+                "warning": p.warning,
                 "counts": p.plan.counts() if p.plan else {},
                 "actions": [a.to_json() for a in p.plan.changes] if p.plan else [],
             }
@@ -81,6 +106,8 @@ def _markdown(sha: str | None, plans: list[StudyPlan], against: str | None) -> s
         if len(changes) > 200:
             lines.append(f"| … | {len(changes) - 200} more | |")
         lines.append("")
+        if _missing(p):
+            lines += [f"{_missing(p)} missing (drift): {HEAL_HINT}.", ""]
     return "\n".join(lines)
 
 
@@ -95,14 +122,17 @@ def plan(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     fmt: str = typer.Option("text", "--format", help="text or markdown."),
+    allow: list[Path] | None = ALLOW,
+    self_heal: bool = SELF_HEAL,
 ) -> None:
     """What applying a revision would do, per study, with a reason for every action.
 
-    Exit codes: 0 nothing to do, 1 changes, 2 error (an invalid spec counts as an error).
+    Exit codes: 0 nothing to do, 1 changes (drift included), 2 error (a study that cannot be
+    applied: an invalid spec, a workspace it may not have, a record that cannot be read).
     """
     if fmt not in ("text", "markdown"):
         fail(f"--format must be text or markdown, not {fmt!r}")
-    rec = _reconciler(repo, specs, root, worktree)
+    rec = _reconciler(repo, specs, root, worktree, allow)
     if against is not None:
         from reconciler.gitops.against import plan_against
         from reconciler.gitops.repo import RepoError
@@ -112,7 +142,7 @@ def plan(
         except RepoError as e:
             fail(str(e))
     else:
-        sha, plans = _plan(rec, rev)
+        sha, plans = _plan(rec, rev, self_heal)
     if as_json:
         print_json(plan_json(sha, plans))
     elif fmt == "markdown":
@@ -128,9 +158,11 @@ def _print_text(sha: str | None, plans: list[StudyPlan]) -> None:
     out.print(f"revision {sha or 'worktree'}")
     for p in plans:
         if p.error:
-            out.print(f"[bold]{p.name}[/]: [red]invalid[/] — nothing changes")
+            out.print(f"[bold]{p.name}[/]: [red]not applicable[/] — nothing changes")
             err.print(p.error, markup=False)
             continue
+        if p.warning:
+            err.print(f"{p.name}: {p.warning}", markup=False)
         changes = p.plan.changes if p.plan else []
         if not changes:
             out.print(f"[bold]{p.name}[/]: [green]Synced[/], nothing to do")
@@ -139,9 +171,12 @@ def _print_text(sha: str | None, plans: list[StudyPlan]) -> None:
         for col in ("action", "instance", "reason"):
             table.add_column(col, overflow="fold")
         for a in changes:
-            style = {"cancel": "red", "prune": "red", "rerun": "yellow"}.get(str(a.kind), "")
+            style = {"cancel": "red", "prune": "red", "rerun": "yellow",
+                     "missing": "magenta"}.get(str(a.kind), "")  # fmt: skip
             table.add_row(f"[{style}]{a.kind}[/]" if style else str(a.kind), a.instance, a.reason)
         out.print(table)
+        if _missing(p):
+            out.print(f"{_missing(p)} missing (drift): {HEAL_HINT}", markup=False)
 
 
 def apply(
@@ -152,46 +187,92 @@ def apply(
     worktree: bool = WORKTREE,
     wait: bool = typer.Option(False, "--wait", help="Stay until every study has ended."),
     push: bool = typer.Option(False, "--push", help="Push the provenance notes to origin."),
+    allow: list[Path] | None = ALLOW,
+    self_heal: bool = SELF_HEAL,
+    lock_timeout: float = typer.Option(
+        600.0,
+        "--lock-timeout",
+        min=0,
+        help="Seconds to wait while another apply (or the watcher) holds the repository lock.",
+    ),
 ) -> None:
     """Converge every study's workspace to a revision: submit, cancel, archive, record.
 
-    Exit codes: 0 applied (or nothing to do), 2 a study could not be applied (it keeps its last
-    applied revision) or a study ended with failed instances (--wait).
-    """
-    from reconciler.gitops import deps, provenance
-    from reconciler.gitops.health import health
+    One apply at a time per repository: while another holds the repository lock, this one
+    waits (saying who holds it) and then plans from what the other left. With --wait the lock
+    is held only while applying, not while the studies run.
 
-    rec = _reconciler(repo, specs, root, worktree)
-    sha, plans = _plan(rec, rev)
-    deps_ok = True
-    for p in plans:
-        try:
-            outcome = rec.apply(p, sha, wait=wait)
-        except deps.DependencyError as e:
-            outcome, deps_ok = f"not applied: {e}", False
-        ok = not outcome.startswith("not applied")
-        deps_ok = deps_ok and ok
-        colour = "green" if ok else "red"
-        out.print(f"[bold]{p.name}[/]: [{colour}]{outcome}[/]")
+    Exit codes: 0 applied (or nothing to do), 2 a study could not be applied (it keeps its last
+    applied revision; the others are applied), a study ended with failed instances (--wait),
+    or the lock did not come free within --lock-timeout.
+    """
+    from reconciler.gitops.health import health
+    from reconciler.gitops.reconcile import STUDY_ERRORS
+    from reconciler.gitops.recorded import one_line
+    from reconciler.gitops.repolock import RepoLocked, describe
+
+    rec = _reconciler(repo, specs, root, worktree, allow)
+
+    def waiting(holder: dict[str, Any]) -> None:
+        err.print(f"waiting: {describe(holder)} holds the repository lock", markup=False)
+
+    applied: list[StudyPlan] = []
+    ok = True
+    try:
+        with rec.lock("apply", timeout=lock_timeout, on_wait=waiting):
+            sha, plans = _plan(rec, rev, self_heal)  # planned under the lock: nobody else writes
+            for p in plans:
+                try:
+                    outcome = rec.apply(p, sha, start=not wait)
+                except STUDY_ERRORS as e:  # that study's trouble; the others go on
+                    outcome = f"not applied: {one_line(e)}"
+                good = not outcome.startswith("not applied")
+                ok = ok and good
+                if good and p.workspace is not None:
+                    applied.append(p)
+                colour = "green" if good else "red"
+                out.print(f"[bold]{escape(p.name)}[/]: [{colour}]{escape(outcome)}[/]")
+    except RepoLocked as e:
+        fail(str(e))
+    _push(rec, sha, push)
+    if wait:
+        for p in applied:
+            try:
+                rec.finish(p)
+            except STUDY_ERRORS as e:
+                ok = False
+                err.print(f"{p.name}: {one_line(e)}", markup=False)
+        _, after = _plan(rec, sha)
+        ok = ok and not any(health(p) == "Degraded" for p in after)
+    raise typer.Exit(EXIT_OK if ok else 2)
+
+
+def _push(rec: Reconciler, sha: str | None, push: bool) -> None:
+    from reconciler.gitops import provenance
+
     if push and sha is not None:
         try:
             provenance.push_notes(rec.source.repo)
         except provenance.ProvenanceError as e:
             fail(str(e))
-    bad = not deps_ok
-    if wait:
-        _, after = _plan(rec, sha)
-        bad = bad or any(health(p) == "Degraded" for p in after)
-    raise typer.Exit(2 if bad else EXIT_OK)
 
 
-def repo_status(repo: Path, root: Path | None, specs: str, as_json: bool) -> None:
+def repo_status(
+    repo: Path, root: Path | None, specs: str, as_json: bool, allow: list[Path] | None = None
+) -> None:
     """`status --repo`: every study's sync and health, revisions and counts."""
     from reconciler.gitops.health import health
+    from reconciler.gitops.reconcile import STUDY_ERRORS
 
-    rec = _reconciler(repo, specs, root, False)
+    rec = _reconciler(repo, specs, root, False, allow)
     sha, plans = _plan(rec, None)
-    if any(rec.settle(p) for p in plans):  # studies that ended since: record them, re-read
+    settled = False
+    for p in plans:  # studies that ended since: record them, then read everything again
+        try:
+            settled = rec.settle(p) or settled
+        except STUDY_ERRORS as e:  # e.g. a read-only record: shown as its error below
+            p.warning = p.warning or str(e)
+    if settled:
         sha, plans = _plan(rec, None)
     rows = []
     for p in plans:
@@ -200,8 +281,8 @@ def repo_status(repo: Path, root: Path | None, specs: str, as_json: bool) -> Non
             "study": p.name, "sync": p.sync, "health": health(p),
             "applied_revision": r.get("last_applied_revision"),
             "attempted_revision": r.get("last_attempted_revision"),
-            "error": p.error or r.get("last_error"), "counts": p.counts,
-            "workspace": str(p.workspace),
+            "error": p.error or p.warning or r.get("last_error"), "counts": p.counts,
+            "missing": p.missing, "workspace": str(p.workspace) if p.workspace else None,
         })  # fmt: skip
     if as_json:
         print_json({"revision": sha, "studies": rows})
@@ -218,6 +299,9 @@ def repo_status(repo: Path, root: Path | None, specs: str, as_json: bool) -> Non
     for row in rows:
         if row["error"]:
             err.print(f"{row['study']}: {row['error']}", markup=False)
+        if row["missing"]:
+            err.print(f"{row['study']}: {len(row['missing'])} missing (drift): {HEAL_HINT}",
+                      markup=False)  # fmt: skip
 
 
 def history(

@@ -160,7 +160,7 @@ def run(
     cwd = Path.cwd()
     root = choose_root(study, outdir, cwd)
     try:
-        resume = existing_workspace(root, study)
+        resume = existing_workspace(root, study.name)
     except SetupError as e:
         fail(str(e))
     if autono:
@@ -209,6 +209,12 @@ def status(
     ),
     root: Path | None = typer.Option(None, "--root", help="With --repo: the studies root."),
     specs: str = typer.Option("specs", "--specs", help="With --repo: the specs directory."),
+    allow: list[Path] | None = typer.Option(
+        None,
+        "--allow-workspace",
+        metavar="DIR",
+        help="With --repo: a place the operator allows study workspaces outside the root.",
+    ),
     pool: bool = typer.Option(
         False, "--pool", help="Only the worker pool (batch.pool): its workers and allocations."
     ),
@@ -222,7 +228,7 @@ def status(
     if repo is not None:
         from reconciler.cli.gitops import repo_status
 
-        repo_status(repo, root, specs, as_json)
+        repo_status(repo, root, specs, as_json, allow)
         return
     if not dirs:
         fail("status needs study workspace directories (or --repo for a GitOps repo).")

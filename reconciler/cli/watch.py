@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from reconciler.cli.common import fail
-from reconciler.cli.gitops import REPO, ROOT, SPECS
+from reconciler.cli.gitops import ALLOW, REPO, ROOT, SPECS
 
 
 def watch(
@@ -28,6 +28,7 @@ def watch(
     require_signed: bool = typer.Option(
         False, "--require-signed", help="Apply only commits `git verify-commit` accepts."
     ),
+    allow: list[Path] | None = ALLOW,
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines (terminal, file)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show every pass on the terminal."),
 ) -> None:
@@ -48,6 +49,7 @@ def watch(
         watcher = Watcher(
             repo, branch=branch, specs=specs, root=root, interval=interval, fetch=fetch,
             remote=remote, require_signed=require_signed,
+            allow=tuple(str(a) for a in allow or ()),
         )  # fmt: skip
         watcher.acquire()
     except WatchError as e:

@@ -54,29 +54,32 @@ def choose_root(study: Study, out: Path | None, cwd: Path, now: datetime | None 
     return wsmod.default_root(study.name, parent, now)
 
 
-def existing_workspace(root: Path, study: Study) -> bool:
-    """True if `root` is this study's workspace (resume it); raise if it must not be touched."""
+def existing_workspace(root: Path, name: str, advice: str = "Choose another -o/--out") -> bool:
+    """True if `root` is the workspace of study `name` (resume it); raise SetupError if it must
+    not be touched: not a directory, another study's workspace, a non-empty directory that is
+    no workspace, or a record that cannot be read. `advice` ends each message."""
     if not root.exists():
         return False
-    if not root.is_dir():
-        raise SetupError(f"{root} exists and is not a directory; choose another -o/--out.")
+    if root.is_symlink() or not root.is_dir():
+        kind = "a symbolic link" if root.is_symlink() else "not a directory"
+        raise SetupError(f"{root} exists and is {kind}; it is left as it is. {advice}.")
     if is_workspace(root):
         try:
             store = Store.open(root)
-            name = store.study()["name"]
+            owner = store.study()["name"]
             store.close()
         except RecordError as e:
             raise SetupError(str(e)) from None  # it says that nothing was changed
-        if name != study.name:
+        if owner != name:
             raise SetupError(
-                f"{root} is the workspace of study '{name}', not '{study.name}'; it is left as "
-                "it is. Choose another -o/--out."
+                f"{root} is the workspace of study '{owner}', not '{name}'; it is left as it "
+                f"is. {advice}."
             )
         return True
     if any(root.iterdir()):
         raise SetupError(
             f"{root} exists and is not a reconciler workspace; it is left as it is (Maestro "
-            "would delete it). Choose another -o/--out or an empty directory."
+            f"would delete it). {advice} or an empty directory."
         )
     return False
 

@@ -22,6 +22,7 @@ from reconciler.gitops.deps import harden
 from reconciler.spec import SpecError, Study, load_study_text
 from reconciler.spec.diagnostics import Collector
 from reconciler.spec.load import decode, parse_yaml
+from reconciler.spec.names import name_problem, normal_name
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 # Regular files only: a symlink's blob (mode 120000) holds its target path, not a spec.
@@ -139,11 +140,13 @@ class SpecSource:
 
     # ---- specs ----------------------------------------------------------------------------
 
-    def read(self, revision: str | None = None) -> Revision:
+    def read(self, revision: str | None = None, *, unique: bool = True) -> Revision:
         """Every spec under the specs directory: at `revision`, or on disk with `worktree`.
 
         Raises RepoError when the specs directory does not exist there (a mistyped --specs
-        must not read as "every study was deleted"), or when two specs name the same study.
+        must not read as "every study was deleted"), or, with `unique`, when two specs name
+        the same study (plan and apply make that those specs' error instead, and go on with
+        the others).
         """
         if self.worktree:
             if revision is not None:
@@ -152,7 +155,8 @@ class SpecSource:
         else:
             sha = self.resolve(revision)
             result = Revision(sha, [self._load(p, t) for p, t in self._from_commit(sha)])
-        _check_unique(result.specs)
+        if unique:
+            _check_unique(result.specs)
         return result
 
     def _from_commit(self, sha: str) -> Iterator[tuple[str, bytes]]:
@@ -223,7 +227,9 @@ def _guess_name(text: str, path: str) -> str | None:
     data: Any = parsed[0] if parsed else None
     desc = data.get("description") if isinstance(data, dict) else None
     name = desc.get("name") if isinstance(desc, dict) else None
-    return name if isinstance(name, str) and name else None
+    if not isinstance(name, str) or not name or name_problem(name) is not None:
+        return None  # a name no study can have names none: the spec is known by its path
+    return normal_name(name)
 
 
 def _check_unique(specs: list[SpecFile]) -> None:

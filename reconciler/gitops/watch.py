@@ -13,9 +13,14 @@ so a missed event changes nothing. A pass:
     - every study: `settle` (record the outcome and note of a study that ended); on a resync,
       restart the engine of a study with work left and no engine, and report drift (Missing)
 
-One study's error never stops the others. Engines are separate background processes: stopping
-the watcher (SIGTERM, SIGINT) leaves them and their jobs running, and a restarted watcher picks
-everything up from the records. One watcher per repo: an flock on `.reconciler/watch.lock`.
+One study's error never stops the others: a bad name, a workspace the spec may not have, a
+damaged or read-only record or a vanished applied commit is logged once as that study's error,
+and the pass goes on. The watcher itself stops only on a signal. Engines are separate background
+processes: stopping the watcher (SIGTERM, SIGINT) leaves them and their jobs running, and a
+restarted watcher picks everything up from the records. One watcher per repo: an flock on
+`.reconciler/watch.lock`; and each pass holds the repository's apply lock
+(gitops/repolock.py), so a pass and an `apply` never interleave — a pass that finds it taken
+says who holds it and runs as soon as it is free.
 """
 
 from __future__ import annotations
@@ -36,17 +41,20 @@ from git.exc import GitCommandError
 
 from reconciler.engine import api
 from reconciler.engine.lock import EngineLock, LockHeld
-from reconciler.gitops.health import MOVING, missing_outputs
-from reconciler.gitops.reconcile import STATE_DIR, Reconciler, StudyPlan
+from reconciler.gitops import recorded
+from reconciler.gitops.health import MOVING
+from reconciler.gitops.reconcile import STATE_DIR, STUDY_ERRORS, Reconciler, StudyPlan
 from reconciler.gitops.repo import RepoError, ensure_excluded
+from reconciler.gitops.repolock import RepoLocked, describe
 from reconciler.gitops.watchlog import LOGGER
 from reconciler.plan.actions import Kind
-from reconciler.record.store import Store, is_workspace
 
 INTERVAL = 60.0  # seconds between level-triggered resyncs
 DEBOUNCE = 0.1  # seconds to let a burst of ref events (lock file, rename, reflog) settle
 TICK = 0.25  # the longest the loop sleeps without checking for SIGTERM/SIGINT
 MAX_BACKOFF = 3600.0  # a failing apply is retried at most this far apart
+LOCK_RETRY = 1.0  # seconds between tries of a pass that found the repository lock taken
+ONCE_LOCK_WAIT = 600.0  # seconds `--once` waits for the repository lock
 _CHANGES = ("created", "modified", "moved", "deleted")  # not opened/closed: reads are no news
 
 
@@ -73,13 +81,14 @@ class Watcher:
     remote: str = "origin"
     require_signed: bool = False
     debounce: float = DEBOUNCE
+    allow: tuple[str, ...] = ()  # the operator's --allow-workspace places
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER))
 
     def __post_init__(self) -> None:
         if self.interval <= 0:
             raise WatchError(f"--interval must be more than 0 seconds, not {self.interval}")
         try:
-            self.rec = Reconciler(self.repo, specs=self.specs, root=self.root)
+            self.rec = Reconciler(self.repo, specs=self.specs, root=self.root, allow=self.allow)
         except RepoError as e:
             raise WatchError(str(e)) from e
         self.git = self.rec.source.repo
@@ -106,6 +115,7 @@ class Watcher:
         self._signed: dict[str, str | None] = {}  # sha -> None (accepted) or why refused
         self._last_sha: str | None = None
         self._errors = 0
+        self._pending: bool | None = None  # a pass put off by the repository lock (resync?)
 
     def _check_names(self) -> None:
         assert self.branch is not None
@@ -156,7 +166,7 @@ class Watcher:
         observer = None
         try:
             if once:
-                self.reconcile(resync=True)
+                self.reconcile(resync=True, once=True)
                 return 2 if self._errors else 0
             observer = self._observe()  # before the first pass: no commit falls in between
             self.reconcile(resync=True)
@@ -179,6 +189,12 @@ class Watcher:
     def _loop(self) -> None:
         next_resync = time.monotonic() + self.interval
         while not self._stopping:
+            if self._pending is not None:  # the repository lock was taken: try again soon
+                self._wake.wait(LOCK_RETRY)
+                resync, self._pending = self._pending, None
+                if not self._stopping:
+                    self.reconcile(resync=resync)
+                continue
             now = time.monotonic()
             if now >= next_resync:
                 self.reconcile(resync=True)
@@ -237,11 +253,29 @@ class Watcher:
 
     # -- one pass ---------------------------------------------------------------------------
 
-    def reconcile(self, *, resync: bool) -> None:
-        """One level-triggered pass over every study. Never raises for a study's error."""
+    def reconcile(self, *, resync: bool, once: bool = False) -> None:
+        """One level-triggered pass over every study, holding the repository lock. Never
+        raises for a study's error; when an `apply` holds the lock, the pass is put off."""
         self._errors = 0
         if resync and self.fetch:
             self._fetch()
+
+        def waiting(holder: dict[str, Any]) -> None:
+            self.log.info("waiting: %s holds the repository lock", describe(holder))
+
+        try:
+            with self.rec.lock("watch", timeout=ONCE_LOCK_WAIT if once else 0, on_wait=waiting):
+                self._pass(resync)
+        except RepoLocked as e:
+            if once:
+                self._error(("locked",), str(e))
+                return
+            self._say(("locked", e.holder.get("pid"), e.holder.get("started")), logging.INFO,
+                      f"waiting: {describe(e.holder)} holds the repository lock; this pass "
+                      "runs when it lets go")  # fmt: skip
+            self._pending = bool(self._pending) or resync
+
+    def _pass(self, resync: bool) -> None:
         try:
             sha = self.rec.source.resolve(self.ref)
         except RepoError:
@@ -263,11 +297,24 @@ class Watcher:
             self._maintain(self._recorded(), resync)
             self._last_sha = sha
             return
+        except Exception as e:  # a bug of ours: logged once (traceback in the log), no exit
+            self._error(("plan-crash", sha, repr(e)), f"{sha[:12]}: planning failed: {e}",
+                        revision=sha, exc_info=True)  # fmt: skip
+            self._maintain(self._recorded(), resync)
+            self._last_sha = sha
+            return
         for sp in plans:
             if self._stopping:
                 return
             try:
                 self._study(sp, sha, resync)
+            except STUDY_ERRORS as e:  # one study's trouble: logged once, the others go on
+                self._error(
+                    ("study", sp.name, sha, str(e)),
+                    f"{sp.name}: {recorded.one_line(e)}",
+                    study=sp.name,
+                    revision=sha,
+                )
             except Exception as e:  # one study's failure never stops the others
                 self._error(("crash", sp.name, sha, repr(e)), f"{sp.name}: {e}",
                             study=sp.name, revision=sha, exc_info=True)  # fmt: skip
@@ -277,6 +324,9 @@ class Watcher:
         rec = sp.record or {}
         where = {"study": sp.name, "revision": sha}
         self._settle(sp)  # a run that ended gets its outcome before anything new is applied
+        if sp.spec is None and sp.error is not None:  # a workspace whose record is unreadable
+            self._error(("unreadable", sp.name, sp.error), f"{sp.name}: {sp.error}", **where)
+            return
         if sp.spec is None:  # gone from the revision: cancel what is in flight, once
             key = ("gone", sp.name, sha)
             if sp.plan and sp.plan.by_kind(Kind.CANCEL) and key not in self._said:
@@ -288,7 +338,11 @@ class Watcher:
         if sp.error is not None:
             seen = rec.get("last_attempted_revision") == sha and rec.get("last_error")
             if not seen and ("refused", sp.name, sha) not in self._said:
-                self.rec.apply(sp, sha)  # records the refusal; nothing else changes
+                try:
+                    self.rec.apply(sp, sha)  # records the refusal; nothing else changes
+                except STUDY_ERRORS as e:  # e.g. a read-only record: said once, below
+                    self._error(("study", sp.name, sha, str(e)),
+                                f"{sp.name}: {recorded.one_line(e)}", **where)  # fmt: skip
             self._error(("refused", sp.name, sha),
                         f"{sp.name}: {sha[:12]} not applied, the last applied revision "
                         f"({(rec.get('last_applied_revision') or 'none')[:12]}) stays: "
@@ -323,7 +377,7 @@ class Watcher:
         try:
             outcome = self.rec.apply(sp, sha)
         except Exception as e:  # a dependency fetch, a lock that would not come free...
-            outcome = f"not applied: {e}"
+            outcome = f"not applied: {recorded.one_line(e)}"
         key = (sp.name, sha)
         if outcome.startswith("not applied"):
             f = self._failures.setdefault(key, _Failure())
@@ -343,54 +397,62 @@ class Watcher:
     def _maintain(self, plans: list[StudyPlan], resync: bool) -> None:
         """Record studies that ended; on a resync restart lost engines and report drift."""
         for sp in plans:
-            if self._stopping or sp.record is None:
+            if self._stopping or sp.record is None or sp.workspace is None:
                 continue
             where = {"study": sp.name, "revision": sp.record.get("last_applied_revision")}
             try:
                 if self._settle(sp) or not resync:
                     continue
-                moving = MOVING & set(_counts(sp))
+                moving = MOVING & set(recorded.counts(sp.workspace))
                 if moving and not sp.suspended and api.engine_holder(sp.workspace) is None:
                     pid = api.start_background(sp.workspace)
                     self.log.warning("%s: work left and no engine running: started one (pid %d)",
                                      sp.name, pid, extra=where)  # fmt: skip
-                gone = missing_outputs(sp)
-                if gone:
+                if sp.missing:
+                    gone = sp.missing
                     self._say(("missing", sp.name, tuple(gone)), logging.WARNING,
                               f"{sp.name}: drift (Missing): {len(gone)} finished instances' "
-                              f"directories are gone: {', '.join(gone[:10])}", **where)  # fmt: skip
+                              f"directories are gone: {', '.join(gone[:10])}; `reconciler apply "
+                              "--self-heal` (or reconcile.self_heal: true) reruns them",
+                              **where)  # fmt: skip
+                if sp.warning:
+                    self._say(("warning", sp.name, sp.warning), logging.WARNING,
+                              f"{sp.name}: {sp.warning}", **where)  # fmt: skip
+            except STUDY_ERRORS as e:
+                self._error(("maintain", sp.name, str(e)), f"{sp.name}: {recorded.one_line(e)}",
+                            **where)  # fmt: skip
             except Exception as e:
                 self._error(("maintain", sp.name, repr(e)), f"{sp.name}: {e}", exc_info=True,
                             **where)  # fmt: skip
 
     def _settle(self, sp: StudyPlan) -> bool:
         """Record (and log) that a study ended since its last apply; True if it did."""
-        if sp.record is None or not self.rec.settle(sp):
+        if sp.record is None:
             return False
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(sp).items()))
-        self.log.info(
-            "%s: ended: %s",
-            sp.name,
-            counts or "nothing to run",
-            extra={"study": sp.name, "revision": sp.record.get("last_applied_revision")},
-        )
+        where = {"study": sp.name, "revision": sp.record.get("last_applied_revision")}
+        try:
+            if not self.rec.settle(sp):
+                return False
+        except STUDY_ERRORS as e:  # e.g. a read-only record: that study's error, once
+            self._error(("settle", sp.name, str(e)), f"{sp.name}: cannot record how it ended: "
+                        f"{recorded.one_line(e)}", **where)  # fmt: skip
+            return False
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(recorded.counts(sp.workspace).items())
+                           ) if sp.workspace else ""  # fmt: skip
+        self.log.info("%s: ended: %s", sp.name, counts or "nothing to run", extra=where)
+        if sp.warning:
+            self._say(("warning", sp.name, sp.warning), logging.WARNING,
+                      f"{sp.name}: {sp.warning}", **where)  # fmt: skip
         return True
 
     def _recorded(self) -> list[StudyPlan]:
-        """The studies with a workspace under the root, without reading any revision."""
+        """The studies the repository knows (registry and root), without reading a revision."""
         out: list[StudyPlan] = []
-        if not self.rec.root.is_dir():
-            return out
-        for ws in sorted(self.rec.root.iterdir()):
-            if not is_workspace(ws):
-                continue
-            store = Store.open(ws)
-            try:
-                record, counts = store.study(), store.counts()
-            finally:
-                store.close()
-            out.append(StudyPlan(record.get("name", ws.name), ws, None, record=record,
-                                 counts=counts))  # fmt: skip
+        for ws in self.rec.known_workspaces():
+            view = recorded.read(ws)
+            name = (view.record or {}).get("name") or ws.name
+            out.append(StudyPlan(name, ws, None, record=view.record, counts=view.counts,
+                                 missing=view.missing, error=view.error))  # fmt: skip
         return out
 
     # -- git --------------------------------------------------------------------------------
@@ -423,8 +485,11 @@ class Watcher:
                  f"accept its signature ({why}). Nothing was applied.")  # fmt: skip
         self._error(("unsigned", sha), error, revision=sha)
         for sp in self._recorded():
-            if (sp.record or {}).get("last_attempted_revision") != sha:
-                self.rec.refuse(sp, sha, error)
+            if sp.record is not None and sp.record.get("last_attempted_revision") != sha:
+                try:
+                    self.rec.refuse(sp, sha, error)
+                except STUDY_ERRORS as e:
+                    self._error(("refuse", sp.name, sha), f"{sp.name}: {recorded.one_line(e)}")
         return False
 
     # -- logging once -----------------------------------------------------------------------
@@ -440,15 +505,6 @@ class Watcher:
     def _error(self, key: Hashable, msg: str, **kw: Any) -> None:
         self._errors += 1
         self._say(key, logging.ERROR, msg, **kw)
-
-
-def _counts(sp: StudyPlan) -> dict[str, int]:
-    """Instances by state, from the record now (a plan of an invalid spec carries none)."""
-    store = Store.open(sp.workspace)
-    try:
-        return store.counts()
-    finally:
-        store.close()
 
 
 def _summary(sp: StudyPlan) -> str:

@@ -194,4 +194,5 @@ def test_a_finished_instance_whose_directory_is_gone_is_missing(repo: Path) -> N
     assert rc(repo, "apply", "--wait").returncode == 0
     shutil.rmtree(repo / ".reconciler" / "studies" / "sweep" / "b" / "N.2")
     s = json.loads(rc(repo, "status", "--repo", ".", "--json").stdout)["studies"][0]
-    assert (s["sync"], s["health"]) == ("Synced", "Missing")
+    # Drift is OutOfSync, as in Argo CD: the live state is no longer what was applied.
+    assert (s["sync"], s["health"]) == ("OutOfSync", "Missing")
