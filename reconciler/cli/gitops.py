@@ -263,6 +263,7 @@ def repo_status(
     """`status --repo`: every study's sync and health, revisions and counts."""
     from reconciler.gitops.health import health
     from reconciler.gitops.reconcile import STUDY_ERRORS
+    from reconciler.gitops.recorded import one_line
 
     rec = _reconciler(repo, specs, root, False, allow)
     sha, plans = _plan(rec, None)
@@ -271,7 +272,7 @@ def repo_status(
         try:
             settled = rec.settle(p) or settled
         except STUDY_ERRORS as e:  # e.g. a read-only record: shown as its error below
-            p.warning = p.warning or str(e)
+            p.warning = p.warning or one_line(e)
     if settled:
         sha, plans = _plan(rec, None)
     rows = []

@@ -3,13 +3,15 @@
 A study's name becomes a directory name — `<name>_<timestamp>` for `run`, `<name>` under the
 studies root in GitOps mode — and the engine's log, `logs/<name>.log`; it is printed in
 tables, logs and pull-request comments, and keys the study in a repository. So a name must
-fit in a file name with the longest suffix reconciler appends, hold no control characters,
-and keep at least one character a directory name can use. Names are compared in Unicode NFC,
-so `café` typed as one code point or as `e` + combining accent is one study.
+fit in a file name with the longest suffix reconciler appends and hold no control characters.
+Names are compared in Unicode NFC, so `café` typed as one code point or as `e` + combining
+accent is one study. The directory name is Maestro's safe path of the name; a name that
+leaves nothing usable there (`///`, `..`, `日本語`) gets `study-<hash of the name>` instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -38,8 +40,13 @@ def normal_name(name: str) -> str:
 
 
 def study_dir(name: str) -> str:
-    """The directory name of a study (before any suffix): Maestro's safe path of its NFC name."""
-    return safe_name(normal_name(name))
+    """The directory name of a study in GitOps mode: Maestro's safe path of its NFC name, or,
+    when that is empty, `.` or `..`, a name made from its hash (never the root or a parent)."""
+    nfc = normal_name(name)
+    safe = safe_name(nfc)
+    if safe in ("", ".", ".."):
+        return "study-" + hashlib.sha256(nfc.encode()).hexdigest()[:12]
+    return safe
 
 
 def name_problem(name: str) -> str | None:
@@ -56,11 +63,6 @@ def name_problem(name: str) -> str | None:
             f"description.name is {size} bytes long; the study's directory name "
             f"('<name>_<timestamp>') must fit in {NAME_MAX} bytes, so a name may have at most "
             f"{MAX_BYTES}: shorten it"
-        )
-    if study_dir(name) in ("", ".", ".."):
-        return (
-            f"description.name {name!r} has no character usable in a directory name (letters, "
-            "digits and - _ . ( ) and space are kept, and '.' or '..' alone would name a parent)"
         )
     return None
 

@@ -37,6 +37,15 @@ def test_the_default_place_is_the_sanitised_name_inside_the_root(
     assert places.place(name, None) == places.root / where
 
 
+@pytest.mark.parametrize("name", ["..", ".", "///", "日本語"])
+def test_a_name_with_nothing_usable_gets_a_hashed_place_inside_the_root(
+    places: Places, name: str
+) -> None:
+    where = places.place(name, None)
+    assert where.parent == places.root and where.name.startswith("study-")
+    assert where == places.place(name, None) != places.place("other" + name, None)
+
+
 def test_a_workspace_made_under_the_raw_name_keeps_its_place(places: Places) -> None:
     legacy = _workspace(places.root / "my study", "my study")
     assert places.place("my study", None) == legacy
