@@ -31,6 +31,8 @@ class Figures:
     once: int = 0  # instances proven (by counter files) to have run exactly once
     faults_tried: set[str] = field(default_factory=set)  # faults injected (test_faults.py)
     faults_handled: set[str] = field(default_factory=set)  # clear error or recovery, proven
+    shared_tried: dict[str, set[str]] = field(default_factory=dict)  # GitOps class -> cases
+    shared_held: dict[str, set[str]] = field(default_factory=dict)  # ... that held
 
     # -- recording ------------------------------------------------------------------------
 
@@ -69,6 +71,13 @@ class Figures:
 
     def fault_handled(self, name: str) -> None:
         self.faults_handled.add(name)
+
+    def shared(self, cls: str, case: str) -> None:
+        """A case of a GitOps-in-a-shared-repo class (test_shared_repo.py) is tried."""
+        self.shared_tried.setdefault(cls, set()).add(case)
+
+    def shared_ok(self, cls: str, case: str) -> None:
+        self.shared_held.setdefault(cls, set()).add(case)
 
     # -- report ---------------------------------------------------------------------------
 
@@ -113,6 +122,16 @@ class Figures:
                 f"clear error or a recovery: {len(self.faults_handled & self.faults_tried)} of "
                 f"{len(self.faults_tried)}"
             )
+        if self.shared_tried:
+            held_by = {
+                k: len(self.shared_held.get(k, set()) & v) for k, v in self.shared_tried.items()
+            }
+            tried = sum(len(v) for v in self.shared_tried.values())
+            held = sum(held_by.values())
+            per = ", ".join(
+                f"{k} {held_by[k]}/{len(v)}" for k, v in sorted(self.shared_tried.items())
+            )
+            out.append(f"GitOps in a shared repo: {held} of {tried} cases held ({per})")
         return out
 
 
