@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from reconciler.engine.api import EngineStopped, LockHeld, run_engine
+from reconciler.record import eventlog
 from reconciler.record.store import RecordError
 
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("root", type=Path)
     parser.add_argument("--slots", type=int, default=None)
     args = parser.parse_args(argv)
+    eventlog.configure_from_env()  # -d/-l given to the command that started this engine
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     print(f"{stamp} engine started on {args.root}", flush=True)
     try:

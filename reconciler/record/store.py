@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.plan.states import State
+from reconciler.record import eventlog
 
 SCHEMA_VERSION = 1
 RECORD_DIR = ".reconciler"
@@ -442,6 +443,74 @@ class Store:
         cur = self.db.execute("SELECT state, count(*) FROM instance GROUP BY state")
         return {state: n for state, n in cur}
 
+    def step_counts(self) -> dict[str, dict[str, int]]:
+        """{step: {state: n}}, steps in topological order: one aggregate, no row decoded (a
+        summary of 100,000 instances costs tens of milliseconds)."""
+        cur = self.db.execute(
+            "SELECT step, state, count(*), min(ord) FROM instance GROUP BY step, state"
+        )
+        found = sorted(cur, key=lambda r: r[3])
+        out: dict[str, dict[str, int]] = {}
+        for step, state, n, _ in found:
+            out.setdefault(step, {})[state] = n
+        return out
+
+    @staticmethod
+    def _where(states: Sequence[str] | None, steps: Sequence[str] | None) -> tuple[str, list[str]]:
+        terms, args = [], []
+        for column, values in (("state", states), ("step", steps)):
+            if values:
+                terms.append(f"{column} IN ({', '.join('?' * len(values))})")
+                args.extend(str(v) for v in values)
+        return (" WHERE " + " AND ".join(terms) if terms else ""), args
+
+    def select(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        steps: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[InstanceRow]:
+        """Instances in some states and/or of some steps, in topological order (at most
+        `limit`)."""
+        where, args = self._where(states, steps)
+        sql = f"SELECT * FROM instance{where} ORDER BY ord"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [InstanceRow._from(r) for r in self.db.execute(sql, args)]
+
+    def columns(
+        self,
+        names: Sequence[str],
+        *,
+        states: Sequence[str] | None = None,
+        steps: Sequence[str] | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Some columns of the selected instances as raw tuples, in topological order: no row
+        object, no JSON decoded (what `status --json` of 100,000 instances reads)."""
+        bad = set(names) - set(_INSTANCE_COLUMNS)
+        if bad:
+            raise ValueError(f"no such instance columns: {sorted(bad)}")
+        where, args = self._where(states, steps)
+        sql = f"SELECT {', '.join(names)} FROM instance{where} ORDER BY ord"
+        return self.db.execute(sql, args).fetchall()
+
+    def count(
+        self, *, states: Sequence[str] | None = None, steps: Sequence[str] | None = None
+    ) -> int:
+        where, args = self._where(states, steps)
+        return int(self.db.execute(f"SELECT count(*) FROM instance{where}", args).fetchone()[0])
+
+    def submissions(self, name: str) -> list[str]:
+        """The job id of each submission of an instance, oldest first (from the event log: a
+        job started, or found again by its tag after an engine died inside submit)."""
+        cur = self.db.execute(
+            "SELECT detail FROM event WHERE instance = ? AND kind IN ('submitted', 'found') "
+            "ORDER BY id",
+            (name,),
+        )
+        return [d.split(" ", 1)[0] for (d,) in cur]
+
     def apply(self, changes: dict[str, dict[str, Any]], events: Sequence[Event] = ()) -> None:
         """Update many instances and log events in one transaction (the engine's one commit)."""
         if not changes and not events:
@@ -476,10 +545,12 @@ class Store:
             self._events(events)
 
     def _events(self, events: Iterable[Event]) -> None:
+        events = list(events)
         self.db.executemany(
             "INSERT INTO event (time, instance, kind, detail) VALUES (?, ?, ?, ?)",
             ((e.time, e.instance, e.kind, e.detail) for e in events),
         )
+        eventlog.emit(events)
 
     def events(self, instance: str | None = None) -> list[Event]:
         if instance is None:
