@@ -27,6 +27,34 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fit_width() -> int | None:
+    """The width tables fit: the terminal's, else $COLUMNS, else none (piped: natural widths,
+    so a line is never cut for a file or grep)."""
+    if out.is_terminal:
+        return out.width
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+def table_console(width: int | None, disable_theme: bool = False) -> Console:
+    """Where tables print: `width` wide (unbounded when None)."""
+    if disable_theme:  # color_system=None: no escape codes at all, bold included
+        return Console(highlight=False, color_system=None, width=width or 10_000)
+    if out.is_terminal:
+        return out
+    return Console(highlight=False, width=width or 10_000)
+
+
+def people_to_stderr() -> None:
+    """With --json, stdout carries the JSON alone: messages for people go to stderr (until the
+    next command starts: `reset_consoles`)."""
+    out.file = sys.stderr
+
+
+def reset_consoles() -> None:
+    out.file = None  # type: ignore[assignment]  # rich: None means "sys.stdout, when printing"
+
+
 def print_json(obj: object) -> None:
     """Machine output: plain JSON on stdout (rich's highlighter is slow on 10,000 rows)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
@@ -70,6 +98,9 @@ def load_or_exit(
     spec: Path, pgen: Path | None = None, pargs: list[str] | None = None, *, hashws: bool = False
 ) -> Study:
     """Load and expand a spec, or report every error and exit 2."""
+    for path in (spec, pgen):
+        if path is not None and not path.exists():
+            fail(f"{path} does not exist")
     args = parse_pargs(pargs, pgen)
     try:
         study = load_study(spec, pgen=pgen, pargs=args, hashws=hashws)

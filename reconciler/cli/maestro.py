@@ -7,19 +7,26 @@ command's help (no `rmtree` on `-o`, `update` accepts 0, local instances run in 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
-from reconciler.cli import status_view as view
-from reconciler.cli.common import EXIT_OK, err, fail, load_or_exit, out, parse_pargs, print_json
+from reconciler.cli import status
+from reconciler.cli.common import (
+    EXIT_OK,
+    err,
+    fail,
+    load_or_exit,
+    out,
+    parse_pargs,
+    people_to_stderr,
+    print_json,
+)
+from reconciler.cli.progress import StudyProgress
 from reconciler.engine import api
+from reconciler.engine.converge import outcome_code
 from reconciler.engine.setup import (
     RunSettings,
     SetupError,
@@ -28,10 +35,12 @@ from reconciler.engine.setup import (
     existing_workspace,
 )
 from reconciler.plan.states import IN_FLIGHT, State
+from reconciler.record.outputs import counts_text, plural, study_failures
 from reconciler.record.store import RecordError, Store
 
-DIRS = typer.Argument(..., help="Study workspace directories.")
-STATUS_DIRS = typer.Argument(None, help="Study workspace directories (or use --repo).")
+MOVING = {str(s) for s in IN_FLIGHT | {State.INITIALIZED}}
+
+DIRS = typer.Argument(..., metavar="DIR", help="Study workspace directories.")
 
 
 def normalize_maestro_argv(argv: Sequence[str]) -> list[str]:
@@ -46,15 +55,32 @@ def normalize_maestro_argv(argv: Sequence[str]) -> list[str]:
     return out_args
 
 
-def _open(root: Path) -> Store:
+def _open(root: Path, given: Path | None = None) -> Store:
+    if not root.exists():
+        fail(f"{given or root} does not exist")
     try:
         return Store.open(root)
     except RecordError as e:
         fail(str(e))
 
 
-def _launch(root: Path, *, fg: bool, slots: int | None) -> None:
+def ended(store: Store) -> str | None:
+    """How the study ended ("the study ended FINISHED", "... ended: 5 FINISHED, 1 FAILED"), or
+    None while anything waits or runs."""
+    counts = store.counts()
+    if set(counts) & MOVING:
+        return None
+    if set(counts) == {str(State.FINISHED)}:
+        return "the study ended FINISHED"
+    return f"the study ended: {counts_text(counts)}"
+
+
+def _launch(
+    root: Path, *, fg: bool, slots: int | None, as_json: bool = False,
+    info: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
     """Run the engine here (--fg; exit code = the study's) or detached (returns at once)."""
+    info = {"workspace": str(root), **(info or {})}
     holder = api.engine_holder(root)
     if holder is not None:
         fail(str(api.LockHeld(root / ".reconciler" / "engine.lock", holder)))
@@ -62,43 +88,25 @@ def _launch(root: Path, *, fg: bool, slots: int | None) -> None:
         pid = api.start_background(root, slots=slots)
         out.print(f"Engine started in the background (pid {pid}) for {root}")
         out.print(f"Follow it with: reconciler status {root}")
+        if as_json:
+            print_json({**info, "foreground": False, "engine_pid": pid})
         raise typer.Exit(EXIT_OK)
     store = _open(root)
-    total = sum(store.counts().values())  # a count, not every row decoded
+    name = store.study()["name"]
     store.close()
     try:
-        if sys.stdout.isatty():
-            outcome = _run_with_progress(root, total, slots)
-        else:
-            outcome = api.run_engine(root, slots=slots)
+        with StudyProgress(out, live=out.is_terminal) as progress:
+            outcome = api.run_engine(root, slots=slots, on_pass=progress.study(name))
     except (api.LockHeld, api.EngineStopped) as e:
         fail(str(e))
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
-    out.print(f"Study ended: {summary} ({root})")
+    report = study_failures(root)
+    out.print(f"Study ended: {counts_text(outcome.counts)} ({root})")
+    for line in report.lines():
+        out.print(line, markup=False, style="red")
+    if as_json:
+        print_json({**info, "foreground": True, "engine_pid": None, "exit_code": outcome.code,
+                    "counts": outcome.counts, "failures": report.to_json()})  # fmt: skip
     raise typer.Exit(outcome.code)
-
-
-def _run_with_progress(root: Path, total: int, slots: int | None) -> api.Outcome:
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=out,
-        transient=False,
-    )
-    task = bar.add_task("running", total=total, detail="")
-
-    def on_pass(counts: dict[str, int]) -> None:
-        ended = sum(n for s, n in counts.items() if s not in IN_FLIGHT and s != State.INITIALIZED)
-        running = sum(counts.get(s, 0) for s in IN_FLIGHT)
-        bad = total - ended - running - counts.get(State.INITIALIZED, 0)
-        detail = f"{running} running" + (f", {bad} failed" if bad else "")
-        bar.update(task, completed=ended, detail=detail)
-
-    with bar:
-        return api.run_engine(root, slots=slots, on_pass=on_pass)
 
 
 def run(
@@ -149,8 +157,13 @@ def run(
     slots: int | None = typer.Option(
         None, "--slots", min=1, help="Local parallel instances (default: number of CPUs)."
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the outcome as JSON on stdout (messages go to stderr)."
+    ),
 ) -> None:
     """Set up a study workspace and run it (in the background unless --fg)."""
+    if as_json:
+        people_to_stderr()
     if autoyes and autono:
         fail("-y/--autoyes and -n/--autono exclude each other; give one of them.")
     args = parse_pargs(pargs, pgen)
@@ -163,12 +176,16 @@ def run(
         resume = existing_workspace(root, study.name)
     except SetupError as e:
         fail(str(e))
+    info = {"study": study.name, "workspace": str(root), "resumed": resume, "dry": dry}
     if autono:
         out.print("Nothing was set up (-n).")
+        if as_json:
+            print_json({**info, "set_up": False})
         raise typer.Exit(EXIT_OK)
     if not (autoyes or dry) and sys.stdin.isatty():
         verb = "resume" if resume else "launch"
-        if not typer.confirm(f"Would you like to {verb} the study in {root}?", default=True):
+        question = f"Would you like to {verb} the study in {root}?"
+        if not typer.confirm(question, default=True, err=as_json):
             raise typer.Exit(EXIT_OK)
     settings = {"throttle": throttle, "rlimit": rlimit, "sleep": sleeptime, "attempts": attempts}
     if resume:
@@ -194,97 +211,10 @@ def run(
         out.print(f"Study '{study.name}' set up in {root}")
     if dry:
         out.print("Dry run: scripts written, nothing run. `reconciler resume` would run them.")
+        if as_json:
+            print_json({**info, "set_up": True})
         raise typer.Exit(EXIT_OK)
-    _launch(root, fg=fg, slots=slots)
-
-
-def status(
-    dirs: list[Path] | None = STATUS_DIRS,
-    as_json: bool = typer.Option(
-        False, "--json", help="Instances as JSON (keys: " + ", ".join(view.JSON_KEYS) + ")."
-    ),
-    watch: bool = typer.Option(False, "--watch", help="Refresh every second until the study ends."),
-    repo: Path | None = typer.Option(
-        None, "--repo", help="Every study of a GitOps repo: sync, health, revisions, counts."
-    ),
-    root: Path | None = typer.Option(None, "--root", help="With --repo: the studies root."),
-    specs: str = typer.Option("specs", "--specs", help="With --repo: the specs directory."),
-    allow: list[Path] | None = typer.Option(
-        None,
-        "--allow-workspace",
-        metavar="DIR",
-        help="With --repo: a place the operator allows study workspaces outside the root.",
-    ),
-    pool: bool = typer.Option(
-        False, "--pool", help="Only the worker pool (batch.pool): its workers and allocations."
-    ),
-) -> None:
-    """Show each study's instances with Maestro's status columns and a summary by state, and
-    the workers of its pool when one runs.
-
-    --json prints a list of instances for one directory, an object keyed by directory for several.
-    --pool --json prints the pool (address, workers, allocation jobs) instead; null if none runs.
-    """
-    if repo is not None:
-        from reconciler.cli.gitops import repo_status
-
-        repo_status(repo, root, specs, as_json, allow)
-        return
-    if not dirs:
-        fail("status needs study workspace directories (or --repo for a GitOps repo).")
-    roots = [d.resolve() for d in dirs]
-    for root in roots:
-        try:
-            view.read_rows(root)
-        except RecordError as e:
-            fail(str(e))
-    if pool:
-        _pool_status(dirs, roots, as_json)
-        return
-    if as_json:
-        data = {
-            str(d): [view.instance_json(r) for r in view.read_rows(r_)[1]]
-            for d, r_ in zip(dirs, roots, strict=True)
-        }
-        print_json(next(iter(data.values())) if len(dirs) == 1 else data)
-        return
-    if watch:
-        with Live(console=out, auto_refresh=False) as live:
-            while True:
-                live.update(_status_group(roots), refresh=True)
-                if not any(view.active(r) for r in roots):
-                    break
-                time.sleep(1.0)
-        return
-    # Off a terminal rich would squeeze the table into 80 columns; give it its natural width.
-    console = out if out.is_terminal else Console(highlight=False, width=1000)
-    console.print(_status_group(roots))
-
-
-def _pool_status(dirs: list[Path], roots: list[Path], as_json: bool) -> None:
-    if as_json:
-        data = {str(d): view.pool_json(r) for d, r in zip(dirs, roots, strict=True)}
-        print_json(next(iter(data.values())) if len(dirs) == 1 else data)
-        return
-    console = out if out.is_terminal else Console(highlight=False, width=1000)
-    for root in roots:
-        t = view.pool_table(root)
-        console.print(t if t is not None else f"{root}: no worker pool is running")
-
-
-def _status_group(roots: list[Path]) -> Group:
-    parts: list[RenderableType] = []
-    for root in roots:
-        study, rows = view.read_rows(root)
-        if len(rows) > view.PLAIN_OVER:
-            parts.append(Text(f"{study['name']} — {root}\n" + view.plain_table(rows)))
-        else:
-            parts.append(view.table(root, study, rows))
-        parts.append(f"{view.summary(rows)} — {view.engine_line(root, rows)}")
-        workers = view.pool_table(root)
-        if workers is not None:
-            parts.append(workers)
-    return Group(*parts)
+    _launch(root, fg=fg, slots=slots, as_json=as_json, info={**info, "set_up": True})
 
 
 def cancel(
@@ -293,37 +223,71 @@ def cancel(
         None, "--step", help="Cancel only this step's instances (repeatable)."
     ),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was cancelled as JSON."),
 ) -> None:
-    """Cancel studies (or some steps): running jobs are killed, nothing new starts."""
+    """Cancel studies (or some steps): running jobs are killed, nothing new starts.
+
+    A study (or step) whose instances have all ended has nothing to cancel: that is said, and
+    nothing changes (exit 0).
+    """
     roots = [d.resolve() for d in dirs]
-    for root in roots:
-        store = _open(root)
-        known = {r.step for r in store.instances()}
-        store.close()
-        unknown = sorted(set(step or []) - known)
-        if unknown:
-            fail(f"{root}: no step named {', '.join(unknown)} (steps: {', '.join(sorted(known))})")
-    if not yes and sys.stdin.isatty():
+    live: dict[Path, int] = {}  # instances that have not ended, per study
+    for d, root in zip(dirs, roots, strict=True):
+        store = _open(root, d)
+        try:
+            known = store.step_counts()
+            unknown = sorted(set(step or []) - set(known))
+            if unknown:
+                fail(f"{root}: no step named {', '.join(unknown)} (steps: {', '.join(known)})")
+            live[root] = store.count(states=sorted(MOVING), steps=step)
+        finally:
+            store.close()
+    if not yes and sys.stdin.isatty() and any(live.values()):
         what = f"step(s) {', '.join(step)} of " if step else ""
-        if not typer.confirm(f"Cancel {what}{len(roots)} study(ies)?", default=False):
+        question = f"Cancel {what}{plural(len(roots), 'study', 'studies')}?"
+        if not typer.confirm(question, default=False, err=as_json):
             raise typer.Exit(EXIT_OK)
+    report = []
     for root in roots:
-        n = api.cancel(root, step)
-        out.print(f"{root}: cancellation requested for {n} instances")
+        n = live[root]
+        if n:
+            api.cancel(root, step)
+            message = f"cancelling {plural(n, 'instance')} that had not ended"
+        else:
+            store = _open(root)
+            how = ended(store) if not step else None
+            store.close()
+            message = "nothing to cancel: " + (
+                how or f"every instance of {', '.join(step or [])} has ended"
+            )
+        report.append({"workspace": str(root), "cancelled": n, "nothing_to_cancel": not n,
+                       "message": message})  # fmt: skip
+        if not as_json:
+            out.print(f"{root}: {message}", markup=False)
+    if as_json:
+        print_json(report)
 
 
 def resume(
-    root_dir: Path = typer.Argument(..., help="A study workspace."),
+    root_dir: Path = typer.Argument(..., metavar="DIR", help="A study workspace."),
     fg: bool = typer.Option(False, "--fg", help="Run in the foreground (also `-fg`)."),
     slots: int | None = typer.Option(None, "--slots", min=1, help="Local parallel instances."),
 ) -> None:
-    """Carry a study on after its engine stopped: finished instances are kept, running ones are
-    re-attached, lost ones are retried per policy. Nothing that finished runs again."""
+    """Carry a study on after its engine stopped; nothing that finished runs again.
+
+    Finished instances are kept, running ones are re-attached, lost ones are retried per
+    policy. A study that has ended has nothing to resume: that is said and no engine starts
+    (exit 0; with --fg the study's code, as run --fg: 0 finished, 2 failed, 3 cancelled).
+    """
     root = root_dir.resolve()
-    store = _open(root)
-    if store.study()["dry"]:
+    store = _open(root, root_dir)
+    how, counts = ended(store), store.counts()
+    if how is None and store.study()["dry"]:
         store.update_study(control=False, dry=0)
     store.close()
+    if how is not None:
+        out.print(f"{root}: nothing to resume: {how}", markup=False)
+        raise typer.Exit(outcome_code(counts) if fg else EXIT_OK)  # --fg: the study's code
     _launch(root, fg=fg, slots=slots)
 
 
@@ -333,12 +297,20 @@ def update(
     rlimit: int | None = typer.Option(None, "--rlimit", min=0, help="0 = unlimited."),
     sleep: float | None = typer.Option(None, "--sleep", min=0, help="Poll interval, seconds."),
 ) -> None:
-    """Change a study's throttle, restart limit or poll interval while it runs (0 is a value)."""
+    """Change a running study's throttle, restart limit or poll interval (0 is a value).
+
+    A study that has ended is left as it is (said, exit 0).
+    """
     if throttle is None and rlimit is None and sleep is None:
         fail("update needs at least one of --throttle, --rlimit, --sleep.")
     for d in dirs:
         root = d.resolve()
-        _open(root).close()
+        store = _open(root, d)
+        how = ended(store)
+        store.close()
+        if how is not None:
+            out.print(f"{root}: nothing to update: {how}", markup=False)
+            continue
         now = api.update(root, throttle=throttle, rlimit=rlimit, sleep=sleep)
         shown = ", ".join(f"{k}={now[k]:g}" for k in ("throttle", "rlimit", "sleep"))
         out.print(f"{root}: {shown}")
@@ -346,7 +318,7 @@ def update(
 
 def register(app: typer.Typer) -> None:
     app.command()(run)
-    app.command()(status)
+    app.command()(status.status)
     app.command()(cancel)
     app.command()(resume)
     app.command()(update)
