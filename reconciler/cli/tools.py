@@ -21,6 +21,7 @@ from reconciler.cli.common import (
     print_json,
     report_spec_error,
 )
+from reconciler.record.outputs import plural
 from reconciler.spec import SpecError, Study, load_study
 from reconciler.spec.model import Spec
 
@@ -46,7 +47,7 @@ def spec_files(paths: list[Path]) -> list[Path]:
         elif p.exists():
             found.append(p)
         else:
-            fail(f"{p}: no such file or directory")
+            fail(f"{p} does not exist")
     return found
 
 
@@ -94,7 +95,8 @@ def validate(
             }
         )
         if not as_json:
-            out.print(f"[green]ok[/] {f}: study '{study.name}', {len(study.instances)} instances")
+            n = plural(len(study.instances), "instance")
+            out.print(f"[green]ok[/] {f}: study '{study.name}', {n}")
     if as_json:
         print_json(report)
     elif len(files) > 1:
@@ -113,7 +115,8 @@ def expand(
     if as_json:
         print_json([i.to_json() for i in study.instances])
         return
-    table = Table(title=f"{study.name}: {len(study.instances)} instances", title_justify="left")
+    title = f"{study.name}: {plural(len(study.instances), 'instance')}"
+    table = Table(title=title, title_justify="left")
     for col in ("instance", "workspace", "depends on", "fingerprint"):
         table.add_column(col, overflow="fold")
     for i in study.instances:
