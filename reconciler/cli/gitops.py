@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from reconciler.cli.common import EXIT_CHANGES, EXIT_OK, err, fail, out, print_json
+from reconciler.cli.common import (
+    EXIT_CHANGES,
+    EXIT_OK,
+    err,
+    fail,
+    fit_width,
+    out,
+    people_to_stderr,
+    print_json,
+    table_console,
+)
+from reconciler.cli.progress import StudyProgress
+from reconciler.cli.status_view import iso
+from reconciler.record.outputs import FailureReport
 
 if TYPE_CHECKING:
     from reconciler.gitops.reconcile import Reconciler, StudyPlan
@@ -42,6 +56,8 @@ HEAL_HINT = (
 def _reconciler(
     repo: Path, specs: str, root: Path | None, worktree: bool, allow: list[Path] | None = None
 ) -> Reconciler:
+    if not repo.exists():
+        fail(f"{repo} does not exist")
     try:
         from reconciler.gitops.reconcile import Reconciler
         from reconciler.gitops.repo import RepoError
@@ -195,12 +211,17 @@ def apply(
         min=0,
         help="Seconds to wait while another apply (or the watcher) holds the repository lock.",
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print each study's outcome as JSON on stdout (messages: stderr)."
+    ),
 ) -> None:
     """Converge every study's workspace to a revision: submit, cancel, archive, record.
 
     One apply at a time per repository: while another holds the repository lock, this one
     waits (saying who holds it) and then plans from what the other left. With --wait the lock
-    is held only while applying, not while the studies run.
+    is held only while applying, not while the studies run; they run here, with progress (a
+    bar per study on a terminal, a line now and then when piped), and each study's outcome ends
+    the output: its counts by state and its failed instances with the end of their stderr.
 
     Exit codes: 0 applied (or nothing to do), 2 a study could not be applied (it keeps its last
     applied revision; the others are applied), a study ended with failed instances (--wait),
@@ -211,12 +232,15 @@ def apply(
     from reconciler.gitops.recorded import one_line
     from reconciler.gitops.repolock import RepoLocked, describe
 
+    if as_json:
+        people_to_stderr()
     rec = _reconciler(repo, specs, root, worktree, allow)
 
     def waiting(holder: dict[str, Any]) -> None:
         err.print(f"waiting: {describe(holder)} holds the repository lock", markup=False)
 
     applied: list[StudyPlan] = []
+    results: list[dict[str, Any]] = []
     ok = True
     try:
         with rec.lock("apply", timeout=lock_timeout, on_wait=waiting):
@@ -232,22 +256,68 @@ def apply(
                     applied.append(p)
                 colour = "green" if good else "red"
                 out.print(f"[bold]{escape(p.name)}[/]: [{colour}]{escape(outcome)}[/]")
+                results.append({"study": p.name, "workspace": str(p.workspace or ""),
+                                "applied": good, "outcome": outcome})  # fmt: skip
     except RepoLocked as e:
         fail(str(e))
-    _push(rec, sha, push)
+    pushed = _push(rec, sha, push)
     if wait:
-        for p in applied:
-            try:
-                rec.finish(p)
-            except STUDY_ERRORS as e:
-                ok = False
-                err.print(f"{p.name}: {one_line(e)}", markup=False)
+        with StudyProgress(out, live=out.is_terminal) as progress:
+            for p in applied:
+                try:
+                    rec.finish(p, on_pass=progress.study(p.name))
+                except STUDY_ERRORS as e:
+                    ok = False
+                    err.print(f"{p.name}: {one_line(e)}", markup=False)
         _, after = _plan(rec, sha)
-        ok = ok and not any(health(p) == "Degraded" for p in after)
+        by_name = {a.name: a for a in after}
+        reports: dict[str, FailureReport | None] = {}
+        for r in results:
+            a = by_name.get(r["study"])
+            report = _failures(a) if r["applied"] and a is not None else None
+            if r["applied"] and a is not None:
+                reports[r["study"]] = report
+            r.update({"health": health(a) if a is not None else None,
+                      "counts": a.counts if a is not None else {},
+                      "failures": report.to_json() if report is not None else None})  # fmt: skip
+            ok = ok and r["health"] != "Degraded"
+        if not as_json:
+            _print_outcomes(results, reports)
+    if as_json:
+        print_json({"revision": sha, "waited": wait, "pushed": pushed, "studies": results})
     raise typer.Exit(EXIT_OK if ok else 2)
 
 
-def _push(rec: Reconciler, sha: str | None, push: bool) -> None:
+def _failures(p: StudyPlan) -> FailureReport | None:
+    """The failure report of a study after `apply --wait` (None: its record cannot be read;
+    the plan already says why)."""
+    from reconciler.record.outputs import study_failures
+    from reconciler.record.store import RecordError, is_workspace
+
+    if p.workspace is None or not is_workspace(p.workspace):
+        return None
+    try:
+        return study_failures(p.workspace)
+    except (RecordError, OSError):
+        return None
+
+
+def _print_outcomes(results: list[dict[str, Any]], reports: dict[str, FailureReport | None]
+                    ) -> None:  # fmt: skip
+    from reconciler.record.outputs import counts_text
+
+    out.print("")
+    for r in results:
+        if r["study"] not in reports:
+            continue
+        colour = "red" if r["health"] == "Degraded" else "green"
+        out.print(f"[bold]{escape(r['study'])}[/] ended [{colour}]{r['health']}[/]: "
+                  f"{counts_text(r['counts'])}")  # fmt: skip
+        for line in (reports[r["study"]] or FailureReport(Path())).lines():
+            out.print("  " + line, markup=False, style="red")
+
+
+def _push(rec: Reconciler, sha: str | None, push: bool) -> bool:
     from reconciler.gitops import provenance
 
     if push and sha is not None:
@@ -255,6 +325,8 @@ def _push(rec: Reconciler, sha: str | None, push: bool) -> None:
             provenance.push_notes(rec.source.repo)
         except provenance.ProvenanceError as e:
             fail(str(e))
+        return True
+    return False
 
 
 def repo_status(
@@ -305,6 +377,27 @@ def repo_status(
                       markup=False)  # fmt: skip
 
 
+def revision_json(r: dict[str, Any]) -> dict[str, Any]:
+    """A row of the record's revision table with clean types: ISO times, a boolean, and the
+    plan's counts (or the refusal's error) and the outcome as objects."""
+    applied = bool(r["applied"])
+    detail: dict[str, Any]
+    try:
+        detail = json.loads(r["detail"]) if applied and r["detail"] else {}
+    except ValueError:  # written by hand, or by an older version
+        detail = {"text": r["detail"]}
+    if not applied:
+        detail = {"error": r["detail"]}
+    return {
+        "revision": r["revision"],
+        "attempted": iso(r["attempted"]),
+        "applied": applied,
+        "detail": detail,
+        "ended": iso(r["ended"]),
+        "outcome": json.loads(r["outcome"]) if r["outcome"] else None,
+    }
+
+
 def history(
     study: str = typer.Argument(..., help="The study name."),
     repo: Path = REPO,
@@ -312,7 +405,13 @@ def history(
     specs: str = SPECS,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The revisions applied to a study (and refused), with outcome and times."""
+    """The revisions applied to a study (and refused), with their plan, outcome and times.
+
+    --json prints a list of {revision, attempted, applied, detail, ended, outcome}: times in ISO
+    8601, `applied` a boolean, `detail` the plan's counts by action (or {"error": …} for a
+    refused revision) and `outcome` the counts by state when the study ended.
+    """
+    from reconciler.record.outputs import counts_text
     from reconciler.record.store import RecordError, Store
 
     rec = _reconciler(repo, specs, root, False)
@@ -321,20 +420,27 @@ def history(
         store = Store.open(ws)
     except RecordError:
         fail(f"no study '{study}' has been applied under {rec.root}")
-    revs = store.revisions()
+    revs = [revision_json(r) for r in store.revisions()]
     store.close()
     if as_json:
         print_json(revs)
         return
-    table = Table(title=f"history of {study}", title_justify="left")
-    for col in ("revision", "attempted", "applied", "ended", "outcome / detail"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=f"history of {study}", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("revision", "applied", "attempted", "outcome"):
+        table.add_column(col, overflow="fold", no_wrap=col != "outcome")
     for r in revs:
-        table.add_row(
-            r["revision"][:12], _when(r["attempted"]), "yes" if r["applied"] else "[red]no[/]",
-            _when(r["ended"]), r["outcome"] or r["detail"],
-        )  # fmt: skip
-    out.print(table)
+        if not r["applied"]:
+            what = f"[red]refused:[/] {escape(r['detail']['error'])}"
+        elif r["outcome"] is not None:
+            ended = _when(r["ended"])
+            same_day = ended[:10] == _when(r["attempted"])[:10]
+            what = f"{counts_text(r['outcome'])} (ended {ended[11:] if same_day else ended})"
+        else:
+            plan = ", ".join(f"{n} {k}" for k, n in r["detail"].items() if n and k != "keep")
+            what = "running" + (f" ({plan})" if plan else "")
+        applied = "yes" if r["applied"] else "[red]no[/]"
+        table.add_row(r["revision"][:12], applied, _when(r["attempted"]), what)
+    table_console(fit_width()).print(table)
 
 
 def reproduce(
@@ -345,9 +451,12 @@ def reproduce(
     ),
     repo: Path = REPO,
     specs: str = SPECS,
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ) -> None:
-    """Rebuild a study from the specs at REV with the dependency SHAs recorded for REV, run it
-    into a fresh workspace, and report whether every fingerprint equals the recorded one.
+    """Run an applied commit's study again in a fresh workspace and compare fingerprints.
+
+    The study is rebuilt from the specs at REV with the dependency SHAs recorded for REV, run
+    into the fresh workspace, and every fingerprint is compared with the recorded one.
 
     Exit codes: 0 identical fingerprints and every instance finished, 2 otherwise.
     """
@@ -355,11 +464,21 @@ def reproduce(
     from reconciler.gitops.repo import RepoError
     from reconciler.gitops.reproduce import reproduce as run_again
 
+    if as_json:
+        people_to_stderr()
     rec = _reconciler(repo, specs, None, False)
     try:
         r = run_again(rec, rev, study, out_dir)
     except (RepoError, deps.DependencyError) as e:
         fail(str(e))
+    if as_json:
+        print_json({
+            "study": r.study, "revision": rev, "workspace": str(r.workspace),
+            "identical": r.identical, "finished": r.finished, "matched": len(r.matched),
+            "differ": [{"name": n, "recorded": a, "now": b} for n, a, b in r.differ],
+            "unrecorded": r.unrecorded, "counts": r.counts,
+        })  # fmt: skip
+        raise typer.Exit(EXIT_OK if r.identical and r.finished else 2)
     out.print(f"{r.study}: {len(r.matched)} of {len(r.matched) + len(r.differ) + len(r.unrecorded)}"
               f" fingerprints identical to {rev}'s; ran into {r.workspace}: "
               + ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())))  # fmt: skip
@@ -370,8 +489,8 @@ def reproduce(
     raise typer.Exit(EXIT_OK if r.identical and r.finished else 2)
 
 
-def _when(t: float | None) -> str:
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "—"
+def _when(t: str | None) -> str:
+    return t.replace("T", " ")[:19] if t else "—"
 
 
 def register(app: typer.Typer) -> None:

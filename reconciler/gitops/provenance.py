@@ -48,6 +48,7 @@ MASK = "***"
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
 SECRETS_ENV = "RECONCILER_SECRETS"
 
+_TIMES = ("submit_time", "start_time", "end_time")  # an instance's times (ISO 8601, UTC)
 # Fields that hold ids, hashes, counts and times: never user text, so never masked inside
 # (masking a short secret such as "42" inside a commit SHA would only spoil the record).
 _NOT_TEXT = frozenset(
@@ -64,6 +65,7 @@ _NOT_TEXT = frozenset(
         "submitted",
         "started",
         "finished",
+        *_TIMES,
     }
 )
 _TOKEN = re.compile(r"\$\(([A-Za-z0-9_][A-Za-z0-9_.\-]*)\)")
@@ -162,6 +164,21 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def _iso_times(instances: list[Any]) -> list[Any]:
+    """Instance times as ISO 8601 (UTC). Notes written before used UNIX seconds: reading
+    converts those too, so every reader sees one type."""
+    out = []
+    for row in instances:
+        if isinstance(row, dict):
+            row = dict(row)
+            for key in _TIMES:
+                t = row.get(key)
+                if isinstance(t, int | float) and not isinstance(t, bool):
+                    row[key] = dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
+        out.append(row)
+    return out
+
+
 def _parameters(study: Study) -> dict[str, list[Any]]:
     """Parameter values as expanded (so --pgen's count), in first-seen order."""
     out: dict[str, list[Any]] = {}
@@ -198,6 +215,7 @@ def snapshot(
     for inst in study.instances:
         merged.append({**inst.to_json(), **rows.pop(inst.name, {})})
     merged.extend(rows.values())
+    merged = _iso_times(merged)
     deps = study.spec.env.dependencies
     entry: dict[str, Any] = {
         "study": study.name,
@@ -275,7 +293,11 @@ def _show(repo: git.Repo, sha: str, ref: str = NOTES_REF) -> str | None:
 def read_note(repo: git.Repo, sha: str) -> dict[str, dict[str, Any]]:
     """{study name: entry} of the note on commit `sha` (empty when there is none)."""
     text = _show(harden(repo), repo.commit(sha).hexsha)
-    return parse(text)["studies"] if text is not None else {}
+    studies = parse(text)["studies"] if text is not None else {}
+    for entry in studies.values():
+        if isinstance(entry, dict) and isinstance(entry.get("instances"), list):
+            entry["instances"] = _iso_times(entry["instances"])
+    return studies
 
 
 def read_entry(repo: git.Repo, sha: str, study: str) -> dict[str, Any] | None:

@@ -216,7 +216,8 @@ class Reconciler:
                     store.apply({n: {"cancel": 1} for n in cancels})
                     store.close()
                 self._start(ws, start)
-            return f"spec removed: {len(cancels)} in-flight instances cancelled"
+            n = len(cancels)
+            return f"spec removed: {n} in-flight instance{'' if n == 1 else 's'} cancelled"
         if sp.study is None or sp.plan is None:
             return "not applied: invalid spec"
         if sp.suspended:
@@ -311,23 +312,31 @@ class Reconciler:
         if start and api.engine_holder(ws) is None:  # a running engine re-reads the record
             api.start_background(ws)
 
-    def finish(self, sp: StudyPlan, poll: float = 0.5) -> None:
+    def finish(
+        self,
+        sp: StudyPlan,
+        poll: float = 0.5,
+        on_pass: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
         """`apply --wait`: run the study's engine here until it ends (or wait for the one that
-        runs it), then record the outcome. Called without the repository lock."""
+        runs it), then record the outcome. Called without the repository lock. `on_pass` sees
+        the counts by state as the study moves (progress)."""
         ws = sp.workspace
         if ws is None or not is_workspace(ws):
             return
         ran = False
-        while WAITING & set(recorded.counts(ws)):
+        while WAITING & set(counts := recorded.counts(ws)):
             if api.engine_holder(ws) is None:
                 if ran:
                     break  # it stopped with work left (it says why in the record)
                 try:
-                    api.run_engine(ws)
+                    api.run_engine(ws, on_pass=on_pass)
                     ran = True
                     continue
                 except LockHeld:  # one started meanwhile: wait for it
                     pass
+            if on_pass is not None:
+                on_pass(counts)
             time.sleep(poll)
         while api.engine_holder(ws) is not None:  # it records its last pass, then exits
             time.sleep(poll)

@@ -48,6 +48,7 @@ from reconciler.gitops.repo import RepoError, ensure_excluded
 from reconciler.gitops.repolock import RepoLocked, describe
 from reconciler.gitops.watchlog import LOGGER
 from reconciler.plan.actions import Kind
+from reconciler.record.outputs import study_failures
 
 INTERVAL = 60.0  # seconds between level-triggered resyncs
 DEBOUNCE = 0.1  # seconds to let a burst of ref events (lock file, rename, reflog) settle
@@ -116,6 +117,7 @@ class Watcher:
         self._last_sha: str | None = None
         self._errors = 0
         self._pending: bool | None = None  # a pass put off by the repository lock (resync?)
+        self._acted = 0  # applies in the last pass that changed something (none: in sync)
 
     def _check_names(self) -> None:
         assert self.branch is not None
@@ -167,6 +169,9 @@ class Watcher:
         try:
             if once:
                 self.reconcile(resync=True, once=True)
+                if not self._errors and not self._acted and self._last_sha:
+                    self.log.info("in sync: %s at %s, nothing to apply", self.branch,
+                                  self._last_sha[:12])  # fmt: skip
                 return 2 if self._errors else 0
             observer = self._observe()  # before the first pass: no commit falls in between
             self.reconcile(resync=True)
@@ -257,6 +262,7 @@ class Watcher:
         """One level-triggered pass over every study, holding the repository lock. Never
         raises for a study's error; when an `apply` holds the lock, the pass is put off."""
         self._errors = 0
+        self._acted = 0
         if resync and self.fetch:
             self._fetch()
 
@@ -331,6 +337,7 @@ class Watcher:
             key = ("gone", sp.name, sha)
             if sp.plan and sp.plan.by_kind(Kind.CANCEL) and key not in self._said:
                 outcome = self.rec.apply(sp, sha)
+                self._acted += 1
                 self._said.add(key)  # the engine acts on the flags; no second apply needed
                 self.log.info("%s: %s", sp.name, outcome, extra=where)
             self._maintain([sp], resync)
@@ -379,6 +386,7 @@ class Watcher:
         except Exception as e:  # a dependency fetch, a lock that would not come free...
             outcome = f"not applied: {recorded.one_line(e)}"
         key = (sp.name, sha)
+        self._acted += not outcome.startswith("in sync")
         if outcome.startswith("not applied"):
             f = self._failures.setdefault(key, _Failure())
             f.tries += 1
@@ -440,6 +448,12 @@ class Watcher:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(recorded.counts(sp.workspace).items())
                            ) if sp.workspace else ""  # fmt: skip
         self.log.info("%s: ended: %s", sp.name, counts or "nothing to run", extra=where)
+        try:
+            report = study_failures(sp.workspace) if sp.workspace else None
+        except STUDY_ERRORS:  # it was readable a moment ago; the next pass says what changed
+            report = None
+        if report:  # which instances failed, why, and where their files are
+            self.log.warning("%s: %s", sp.name, "\n".join(report.lines()), extra=where)
         if sp.warning:
             self._say(("warning", sp.name, sp.warning), logging.WARNING,
                       f"{sp.name}: {sp.warning}", **where)  # fmt: skip

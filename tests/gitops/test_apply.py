@@ -184,7 +184,7 @@ def test_a_study_that_ends_in_the_background_gets_its_note(repo: Path) -> None:
     assert status["health"] == "Healthy"
     assert "outcome: FINISHED" in git(repo, "notes", "--ref", "reconciler", "show", sha)
     hist = json.loads(rc(repo, "history", "sweep", "--json").stdout)
-    assert json.loads(hist[-1]["outcome"]) == {"FINISHED": 7}
+    assert hist[-1]["outcome"] == {"FINISHED": 7} and hist[-1]["applied"] is True
 
 
 def test_a_finished_instance_whose_directory_is_gone_is_missing(repo: Path) -> None:

@@ -343,7 +343,7 @@ def test_a_removed_spec_cancels_its_in_flight_jobs_and_keeps_outputs(repo, start
     wait_until("the sweep to finish", ended_at(repo, sha, 7))
     commit(repo, None, "drop slow", name="slow.yaml")
     wait_until("the long job cancelled", lambda: states(repo, "slow") == {"long": "CANCELLED"})
-    w.wait_log("slow: spec removed: 1 in-flight instances cancelled")
+    w.wait_log("slow: spec removed: 1 in-flight instance cancelled")
     assert (ws(repo, "slow") / "long").is_dir()  # outputs stay (no prune)
     assert runs(repo, "long") == ["started"]
     assert sorted(runs(repo, "a")) == ["1", "2", "3"] and runs(repo, "c") == ["c"]

@@ -656,7 +656,7 @@ def test_removing_the_spec_of_a_study_outside_the_root_cancels_it(repo, tmp_path
     ]
     p = rc(repo, "apply")
     no_trace(p)
-    assert "far: spec removed: 1 in-flight instances cancelled" in p.stdout
+    assert "far: spec removed: 1 in-flight instance cancelled" in p.stdout
     wait_until("far cancelled", lambda: states(ws) == {"s": "CANCELLED"})
     registry = json.loads((repo / ".reconciler" / "registry.json").read_text())
     assert registry["workspaces"][str(ws)]["study"] == "far"
