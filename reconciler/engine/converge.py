@@ -73,7 +73,7 @@ class Engine:
         self.store = Store.open(root)
         study = self.store.study()
         scripts = study["scripts_dir"]
-        self.ws = Workspace(root, Path(scripts) if scripts else None)
+        self.ws = Workspace(root, Path(scripts) if scripts else None, study["adapter"])
         self.shell: str = study["shell"]
         self.adapter = adapter or get_adapter(
             study["adapter"],
@@ -99,7 +99,7 @@ class Engine:
         self.events: list[Event] = []
         # An in-flight instance's paths, built once (pathlib joins dominate a pass otherwise:
         # every pass re-observes every in-flight job); dropped when it ends.
-        self._paths: dict[str, tuple[Path, Path, Path, Path, Path]] = {}
+        self._paths: dict[str, tuple[Path, Path, Path, Path]] = {}
 
     # -- record helpers --------------------------------------------------------------------
 
@@ -152,18 +152,16 @@ class Engine:
         if paths is None:
             paths = self._paths[name] = (
                 self.ws.instance_dir(ws),
-                self.ws.script(name, ws),
-                self.ws.out(name, ws),
-                self.ws.err(name, ws),
+                self.ws.script_to_run(name, ws),
+                self.ws.stem(name, ws),
                 self.ws.exit_file(name, ws),
             )
-        workdir, script, out, err, exit_file = paths
+        workdir, script, stem, exit_file = paths
         return Job(
             name=name,
             workdir=workdir,
-            script=self.ws.script(name, ws, restart=True) if row.use_restart else script,
-            out=out,
-            err=err,
+            script=self.ws.script_to_run(name, ws, restart=True) if row.use_restart else script,
+            stem=stem,
             exit_file=exit_file,
             submission=row.attempts,
             walltime=walltime_seconds(row.walltime),

@@ -200,7 +200,7 @@ def create_workspace(
 
     created_root = not root.exists()
     scripts_dir = Path(tempfile.mkdtemp(prefix="reconciler-scripts-")) if settings.usetmp else None
-    ws = Workspace(root, scripts_dir)
+    ws = Workspace(root, scripts_dir, study.batch.type)
     try:
         _write_files(study, ws, placed, spec_text, settings)
         adapter.prepare(root)

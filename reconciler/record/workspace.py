@@ -8,10 +8,13 @@
   logs/                       engine log (background runs)
   meta/                       parameters.yaml, metadata.yaml, environment.yaml (allowlisted)
   <step>/<labels>/            one directory per instance:
-      <instance>.sh           the script (shebang + cmd), as Maestro writes it
-      <instance>.restart.sh   when the step has `restart:`
-      <instance>.out/.err     streamed by the process itself (appended across attempts)
+      <instance>.sh           the script (shebang + cmd), as Maestro writes it; a scheduled
+                              study's are <instance>.slurm.sh (.lsf.sh, .flux.sh, .pbs.sh)
+      <instance>.restart.sh   when the step has `restart:` (.restart.slurm.sh, ...)
+      <instance>.<pid>.out/.err  a local attempt's output, streamed (one pair per attempt);
+                              a scheduler's follow its header (Slurm: <job-name>.out)
       <instance>.exit         "<exit code|timeout|cancelled> <submission>", when the job ends
+  (every <instance> in a file name is sanitised as the directory names are: spec/names.py)
   .reconciler/                record.db (SQLite), engine.lock, shepherds/, local-job.sh, pool files
 ```
 """
@@ -33,7 +36,7 @@ from ruamel.yaml import YAML
 
 from reconciler.record import plainyaml
 from reconciler.record.store import RECORD_DIR, InstanceRow
-from reconciler.spec.names import safe_name
+from reconciler.spec.names import exit_name, job_name, safe_name, script_name
 
 STATUS_COLUMNS = (
     "Step Name",
@@ -74,9 +77,18 @@ def default_root(name: str, base: Path, now: datetime | None = None) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class Outputs:
+    """The output files of an instance's latest attempt (None: not written, or not found)."""
+
+    out: Path | None
+    err: Path | None
+
+
+@dataclass(frozen=True, slots=True)
 class Workspace:
     root: Path
     scripts: Path | None = None  # --usetmp: scripts live here (same relative layout)
+    batch_type: str = "local"  # names the scripts: <instance>.sh, <instance>.slurm.sh, ...
 
     @property
     def private(self) -> Path:
@@ -102,20 +114,74 @@ class Workspace:
         return self.root / workspace
 
     def script(self, name: str, workspace: str, restart: bool = False) -> Path:
+        """Where an instance's script is written and run from (the one place that names it)."""
         base = self.scripts if self.scripts is not None else self.root
-        return base / workspace / (f"{name}.restart.sh" if restart else f"{name}.sh")
+        return base / workspace / script_name(name, self.batch_type, restart=restart)
 
-    def out(self, name: str, workspace: str) -> Path:
-        return self.root / workspace / f"{name}.out"
+    def script_to_run(self, name: str, workspace: str, restart: bool = False) -> Path:
+        """`script`, or the name an earlier version gave it (`<raw instance>.sh`) when only that
+        exists: a workspace set up before scripts were named after the scheduler still resumes."""
+        path = self.script(name, workspace, restart)
+        if path.exists():
+            return path
+        legacy = path.with_name(f"{name}.restart.sh" if restart else f"{name}.sh")
+        return legacy if legacy.exists() else path
 
-    def err(self, name: str, workspace: str) -> Path:
-        return self.root / workspace / f"{name}.err"
+    def stem(self, name: str, workspace: str) -> Path:
+        """`<instance dir>/<instance>`: adapters name an attempt's output files from it."""
+        return self.root / workspace / safe_name(name)
 
     def exit_file(self, name: str, workspace: str) -> Path:
-        return self.root / workspace / f"{name}.exit"
+        return self.root / workspace / exit_name(name)
+
+    def outputs(self, row: InstanceRow) -> Outputs:
+        """The output files of the latest attempt of an instance (see `latest_outputs`)."""
+        return latest_outputs(self.root / row.workspace, row.name, row.job_id)
 
     def engine_log(self, study_name: str) -> Path:
         return self.logs / f"{safe_name(study_name)}.log"
+
+
+def latest_outputs(folder: Path, name: str, job_id: str | None) -> Outputs:
+    """The output files of the latest attempt of instance `name` in its directory `folder`: what
+    status, logs and tests read (the one place that knows how every adapter names them).
+
+    The local adapter writes `<instance>.<pid>.out` per attempt (the pid is the job id); LSF and
+    Flux name theirs `<job-name>.<job id>.out`; Slurm, PBS and the pool write one
+    `<job-name>.out` / `<instance>.out` for every attempt. So: the file named by the recorded job
+    id if there is one, else the newest of the instance's output files.
+    """
+    prefixes = dict.fromkeys((safe_name(name), job_name(name)))
+    job_id = (job_id or "").removeprefix("local:")
+    if job_id and "/" not in job_id:  # a scheduler's id names a file, never a path
+        for prefix in prefixes:
+            found = _pair(folder / f"{prefix}.{job_id}")
+            if found.out is not None or found.err is not None:
+                return found
+    newest: tuple[float, Path] | None = None
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return Outputs(None, None)
+    for entry in entries:
+        # `<prefix>.out`/`.err` or `<prefix>.<anything>.out`/`.err` (startswith covers both)
+        base, dot, ext = entry.name.rpartition(".")
+        if not dot or ext not in ("out", "err"):
+            continue
+        if not any(entry.name.startswith(f"{p}.") for p in prefixes):
+            continue
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if newest is None or mtime > newest[0]:
+            newest = (mtime, folder / base)
+    return _pair(newest[1]) if newest is not None else Outputs(None, None)
+
+
+def _pair(base: Path) -> Outputs:
+    out, err = base.with_name(base.name + ".out"), base.with_name(base.name + ".err")
+    return Outputs(out if out.is_file() else None, err if err.is_file() else None)
 
 
 def write_atomic(path: Path, text: str, mode: int | None = None) -> None:

@@ -31,8 +31,7 @@ class Job:
     name: str  # instance name (the scheduler job name tag)
     workdir: Path  # the instance's directory
     script: Path  # the script to run (the main one or the restart one)
-    out: Path
-    err: Path
+    stem: Path  # `<workdir>/<instance>`: the adapter names this attempt's output files from it
     exit_file: Path
     submission: int  # 1, 2, ...: tells this submission's exit record from a previous one's
     walltime: float | None = None  # seconds
@@ -58,12 +57,13 @@ class SubmitError(Exception):
     """A submission that did not happen (counts as a failed attempt)."""
 
 
-def secure_paths(root: Path, job: Job) -> None:
+def secure_paths(root: Path, job: Job, *outputs: Path) -> None:
     """Refuse to write through symlinks an earlier step may have planted.
 
     Every directory from the workspace root down to the instance's must be a real directory
-    inside the root, and a symlink where the instance's output files go is removed (the link,
-    never its target) so the job creates a regular file. Raises SubmitError.
+    inside the root, and a symlink where the instance's exit record or `outputs` go is removed
+    (the link, never its target) so the job creates a regular file. (Output files named after a
+    pid are not known yet: whoever opens them refuses a symlink.) Raises SubmitError.
     """
     try:
         rel = job.workdir.relative_to(root)
@@ -77,7 +77,7 @@ def secure_paths(root: Path, job: Job) -> None:
                 f"{here} is not the directory reconciler made (deleted, or replaced by a "
                 "symlink or a file after setup, by an earlier step?); nothing was written there"
             )
-    for path in (job.out, job.err, job.exit_file):
+    for path in (job.exit_file, *outputs):
         if path.is_symlink():
             path.unlink()
 

@@ -86,16 +86,19 @@ def wait_status_code(status: int) -> int:
     return (status >> 8) & 0xFF
 
 
-def exclusive_flags(value: bool | Mapping[str, bool] | None) -> tuple[bool, bool]:
-    """(allocation, launcher): a plain bool applies to both, Maestro's object form to each."""
+def exclusive_flags(
+    value: bool | Mapping[str, bool] | None, default: tuple[bool, bool] = (False, False)
+) -> tuple[bool, bool]:
+    """(allocation, launcher), as Maestro resolves them: the object form sets each; a plain
+    bool is its older syntax and sets the allocation alone; the rest is the batch's default."""
     if isinstance(value, Mapping):
-        return bool(value.get("allocation")), bool(value.get("launcher"))
-    return bool(value), bool(value)
-
-
-def job_name(name: str) -> str:
-    """Maestro's job name: the step (instance) name with spaces turned into underscores."""
-    return name.replace(" ", "_")
+        return (
+            bool(value.get("allocation", default[0])),
+            bool(value.get("launcher", default[1])),
+        )
+    if value is None:
+        return default
+    return bool(value), default[1]
 
 
 def one_line(text: str) -> str:
@@ -146,8 +149,8 @@ class BatchAdapter(Adapter):
         """The script's header lines, starting with the shebang."""
 
     @abstractmethod
-    def launcher_format(self, nodes: int, procs: int, resources: Resources) -> str:
-        """What one `$(LAUNCHER)` token becomes."""
+    def launcher_format(self, nodes: int | None, procs: int | None, resources: Resources) -> str:
+        """What one `$(LAUNCHER)` token becomes (a count nobody gave is None)."""
 
     @abstractmethod
     def submit_job(self, job: Job) -> str:
@@ -181,7 +184,11 @@ class BatchAdapter(Adapter):
         return "\n".join(head) + f"\n\n{cmd}\n"
 
     def render_launcher(self, text: str, resources: Resources) -> str:
-        """Every `$(LAUNCHER)` token of `text` in this scheduler's launcher."""
+        """Every `$(LAUNCHER)` token of `text` in this scheduler's launcher. A step that asks
+        for neither nodes nor procs runs on this host: its tokens render as the local adapter's
+        (nothing; Maestro leaves the token in its script, where bash fails on it)."""
+        if not resources.scheduled:
+            return self.local.render_launcher(text, resources)
         return launcher.render(text, resources, self.launcher_format)
 
     def tag(self, job: Job) -> str:

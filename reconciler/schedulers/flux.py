@@ -27,10 +27,10 @@ from reconciler.schedulers.batch import (
     SchedulerError,
     call,
     exclusive_flags,
-    job_name,
     unreadable,
 )
 from reconciler.spec.instance import Resources
+from reconciler.spec.names import job_name
 
 ADAPTER_VERSION = "0.49.0"
 URGENCY = {"HELD": 0, "MINIMAL": 1, "LOW": 9, "MEDIUM": 16, "HIGH": 24, "EXPEDITED": 31}
@@ -67,12 +67,19 @@ def urgency(priority: str | float) -> int:
     return math.ceil(float(priority) * 31)
 
 
+# Keys of `allocation_args`/`launcher_args` that Maestro takes as the batch's exclusive default
+# (for the allocation and the launcher) instead of passing them on.
+EXCLUSIVE_KEYS = ("x", "exclusive")
+
+
 def render_args(args: Mapping[str, Any] | None) -> list[str]:
     """Batch `allocation_args`/`launcher_args` groups as flux CLI options: short group names
     (o, S) as `-o key=value`, long ones (setopt, setattr, conf) as `--setopt=key=value`;
     a null value is a bare flag."""
     out: list[str] = []
     for group, values in (args or {}).items():
+        if group in EXCLUSIVE_KEYS:
+            continue  # an exclusive default: see FluxAdapter.exclusive
         items = values.items() if isinstance(values, Mapping) else [(values, None)]
         for key, value in items:
             text = key if value is None else f"{key}={_flux_value(value)}"
@@ -104,10 +111,20 @@ class FluxAdapter(BatchAdapter):
                 self._flux_version = "unknown"
         return self._flux_version
 
+    def exclusive(self, resources: Resources) -> tuple[bool, bool]:
+        """(allocation, launcher) exclusivity: the step's, over the batch's default (an `x` or
+        `exclusive` key in `allocation_args` / `launcher_args`, as Maestro reads them)."""
+        b = self.batch
+        default = (
+            any(k in (b.allocation_args or {}) for k in EXCLUSIVE_KEYS),
+            any(k in (b.launcher_args or {}) for k in EXCLUSIVE_KEYS),
+        )
+        return exclusive_flags(resources.exclusive, default)
+
     def header(self, resources: Resources, *, name: str, shell: str,
                description: str) -> list[str]:  # fmt: skip
         b, r = self.batch, resources
-        alloc_exclusive = exclusive_flags(r.exclusive)[0]
+        alloc_exclusive = self.exclusive(r)[0]
         job = job_name(name)
         lines = [
             f"#!{shell}",
@@ -140,10 +157,18 @@ class FluxAdapter(BatchAdapter):
             lines.append(f"{d}--flags=waitable")
         return lines
 
-    def launcher_format(self, nodes: int, procs: int, resources: Resources) -> str:
+    def launcher_format(self, nodes: int | None, procs: int | None, resources: Resources) -> str:
+        """Maestro's `flux run` (0.49 interface): `-N`/`-n` only when given, `-c`/`-g` when set
+        and the launcher is not exclusive (gpus 0 is unset), `--exclusive` when it is (the object
+        form's `launcher`, or the batch default: a plain `exclusive: true` is the allocation's
+        alone), then the batch `launcher_args`."""
         r = resources
-        exclusive = exclusive_flags(r.exclusive)[1]
-        args = ["flux", "run", "-N", str(nodes), "-n", str(procs)]
+        exclusive = self.exclusive(r)[1]
+        args = ["flux", "run"]
+        if nodes:
+            args += ["-N", str(nodes)]
+        if procs:
+            args += ["-n", str(procs)]
         if r.cores_per_task and not exclusive:
             args += ["-c", str(r.cores_per_task)]
         if r.gpus and not exclusive:

@@ -2,17 +2,19 @@
 
 Each job is `SHELL SCRIPT`, started in the instance directory by its slot's shepherd
 (`shepherd.py`), a process that outlives the engine: the script's stdout and stderr go straight
-to the instance's files (appending), and when it ends the shepherd writes `<rc> <submission>` to
-the exit file, so the end of a job is known even if the engine was dead then. The job id is the
-script's pid (the leader of the job's process group).
+to `<instance>.<pid>.out`/`.err` — Maestro's local names, so each attempt keeps its own files —
+and when it ends the shepherd writes `<rc> <submission>` to the exit file, so the end of a job is
+known even if the engine was dead then. The job id is the script's pid (the leader of the job's
+process group); the output files are named by it before the shepherd reports the start, so
+whoever knows the job id knows where its output is (`Workspace.outputs`).
 
 Without shepherds (no posix_spawn) each job runs `/bin/sh local-job.sh EXIT_FILE SUBMISSION SHELL
-SCRIPT OUT ERR` in its own session instead, a wrapper that does the same and whose pid is the job
-id; jobs started so by this or an older version are still recognised after a restart. The wrapper
-is POSIX sh (dash: half of bash's start-up) and creates the output files itself, off the engine's
-serial path. Its one `printf >` (like the shepherd's one write) is a single small write; a reader
-that catches it half-done sees no second field or a truncated submission number, which
-`read_exit` rejects, so a torn record is never taken for an exit code.
+SCRIPT STEM` in its own session instead, a wrapper that does the same and whose pid ($$, the job
+id) names its output files; jobs started so by this or an older version are still recognised
+after a restart. The wrapper is POSIX sh (dash: half of bash's start-up) and creates the output
+files itself, off the engine's serial path. Its one `printf >` (like the shepherd's one write) is
+a single small write; a reader that catches it half-done sees no second field or a truncated
+submission number, which `read_exit` rejects, so a torn record is never taken for an exit code.
 
 One reaper thread watches every job (a shepherd's report pipe, or a pidfd, in one epoll:
 `reaper.py`) and enforces walltimes; where pidfds are missing (Linux < 5.3) a thread per wrapper
@@ -43,8 +45,12 @@ KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of a job's process group
 WRAPPER_SHELL = "/bin/sh"
 _WRAPPER = """#!/bin/sh
 # reconciler local job wrapper: run one instance script, then record how it ended.
-# usage: local-job.sh EXIT_FILE SUBMISSION SHELL SCRIPT OUT ERR   (cwd: the instance directory)
-if ! command exec >>"$5" 2>>"$6"; then
+# usage: local-job.sh EXIT_FILE SUBMISSION SHELL SCRIPT STEM   (cwd: the instance directory)
+# Output goes to STEM.<pid>.out/.err, Maestro's names; the pid ($$) is the job id.
+out="$5.$$.out" err="$5.$$.err"
+[ -L "$out" ] && rm -f "$out"  # never write through a link an earlier step planted
+[ -L "$err" ] && rm -f "$err"
+if ! command exec >>"$out" 2>>"$err"; then
   printf '127 %s\\n' "$2" > "$1"
   exit 127
 fi
@@ -53,8 +59,9 @@ rc=$?
 printf '%s %s\\n' "$rc" "$2" > "$1"
 exit "$rc"
 """
-# Jobs started by an earlier reconciler ran the wrapper under bash, without the OUT ERR arguments;
-# they are still recognised (re-attached, cancelled) when a workspace is resumed across an upgrade.
+# Jobs started by an earlier reconciler ran the wrapper under bash without output arguments, or
+# under sh with OUT ERR (`<instance>.out`); both are still recognised (re-attached, cancelled)
+# when a workspace is resumed across an upgrade.
 _LEGACY_WRAPPER_SHELL = "/bin/bash"
 # How long a restarted engine waits for an earlier engine's shepherds to start or record what it
 # handed them before it died. They take microseconds; this bounds a wedged (stopped) one, and is
@@ -130,7 +137,11 @@ class LocalAdapter(Adapter):
             os.replace(tmp, self.wrapper)
 
     def _args(self, job: Job) -> list[str]:
-        return [*self._legacy_args(job, WRAPPER_SHELL), str(job.out), str(job.err)]
+        return [*self._legacy_args(job, WRAPPER_SHELL), str(job.stem)]
+
+    def _previous_args(self, job: Job) -> list[str]:
+        raw = job.workdir / job.name  # before output files were named by pid and sanitised
+        return [*self._legacy_args(job, WRAPPER_SHELL), f"{raw}.out", f"{raw}.err"]
 
     def _legacy_args(self, job: Job, wrapper_shell: str = _LEGACY_WRAPPER_SHELL) -> list[str]:
         return [
@@ -154,7 +165,7 @@ class LocalAdapter(Adapter):
             job.exit_file.unlink()  # a previous submission's record must not be read as ours
         if self._flock is not None:
             return self._submit_to_shepherd(job, self._flock)
-        try:  # the wrapper opens OUT and ERR (a failure there is exit code 127)
+        try:  # the wrapper opens its output files (a failure there is exit code 127)
             proc = base.spawn(
                 self._args(job),
                 cwd=job.workdir,
@@ -170,7 +181,7 @@ class LocalAdapter(Adapter):
         for tries_left in (1, 0):  # a shepherd that died idle is replaced once
             with self._lock:
                 s = flock.take_idle(job.name)
-            try:  # the shepherd opens OUT and ERR for the job
+            try:  # the shepherd opens the job's output files
                 pid = shepherd.start(flock, s, job)
                 break
             except shepherd.Gone:
@@ -284,7 +295,7 @@ class LocalAdapter(Adapter):
         if watcher is not None:  # one of this adapter's jobs: the one it was started for
             return watcher == job.name
         cmdline = _cmdline(pid)
-        if cmdline == self._args(job) or cmdline == self._legacy_args(job):
+        if cmdline in (self._args(job), self._previous_args(job), self._legacy_args(job)):
             return True
         if ours is None:
             ours = self._shepherd_sessions()

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 
 from reconciler.plan.states import State
 from reconciler.schedulers.base import Job, Observation, SubmitError
-from reconciler.schedulers.batch import BatchAdapter, call, job_name, unreadable
+from reconciler.schedulers.batch import BatchAdapter, call, unreadable
 from reconciler.spec.instance import Resources
+from reconciler.spec.names import job_name
 
 STATES: dict[str, State] = {
     "PEND": State.PENDING,
@@ -74,9 +75,12 @@ class LSFAdapter(BatchAdapter):
         lines.append(f"#BSUB -e {job}.%J.err")
         return lines
 
-    def launcher_format(self, nodes: int, procs: int, resources: Resources) -> str:
+    def launcher_format(self, nodes: int | None, procs: int | None, resources: Resources) -> str:
+        """Maestro's jsrun: `--nrs` is the process count (Maestro crashes without one; we leave
+        it out and jsrun fills the allocation), `-b rs` unless `bind`; `-g`/`-B` when set
+        (gpus 0 is unset); `-a`, `-r`, `-c` default to 1. Nodes are not a jsrun flag."""
         r = resources
-        args = ["jsrun", "--nrs", str(procs), "-b", r.bind or "rs"]
+        args = ["jsrun", *(["--nrs", str(procs)] if procs else []), "-b", r.bind or "rs"]
         if r.gpus:
             args += ["-g", str(r.gpus)]
         if r.bind_gpus:

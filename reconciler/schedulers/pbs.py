@@ -30,9 +30,9 @@ from reconciler.schedulers.batch import (
     SchedulerError,
     call,
     exclusive_flags,
-    job_name,
 )
 from reconciler.spec.instance import Resources
+from reconciler.spec.names import job_name
 from reconciler.spec.walltime import walltime_seconds
 
 STATES: dict[str, State] = {
@@ -89,8 +89,9 @@ class PBSAdapter(BatchAdapter):
         lines += ["", 'cd "${PBS_O_WORKDIR:-.}"']
         return lines
 
-    def launcher_format(self, nodes: int, procs: int, resources: Resources) -> str:
-        return f"mpiexec -n {procs}"
+    def launcher_format(self, nodes: int | None, procs: int | None, resources: Resources) -> str:
+        # PBS is ours (Maestro has none): mpiexec -n P, or the whole allocation without procs.
+        return f"mpiexec -n {procs}" if procs else "mpiexec"
 
     def tag_value(self, job: Job) -> str:
         # qsub -v splits on commas: keep the tag free of them.

@@ -202,7 +202,7 @@ class PoolAdapter(Adapter):
         return max(0, QUEUE_DEPTH * self.slots - len(self._live))
 
     def submit(self, job: Job) -> str:
-        base.secure_paths(self.root, job)
+        base.secure_paths(self.root, job, *_outputs(job))
         if job.submission > 1:  # the previous submission's claim: evidence no longer needed
             with contextlib.suppress(OSError):
                 pooltask.claim_path(job.exit_file, job.submission - 1).unlink()
@@ -221,8 +221,8 @@ class PoolAdapter(Adapter):
             "key": key,
             "exit_file": str(job.exit_file),
             "submission": job.submission,
-            "out": str(job.out),
-            "err": str(job.err),
+            "out": str(_outputs(job)[0]),
+            "err": str(_outputs(job)[1]),
             "script": str(job.script),
             "workdir": str(job.workdir),
             "shell": job.shell,
@@ -276,7 +276,7 @@ class PoolAdapter(Adapter):
         claim = pooltask.read_claim(pooltask.claim_path(job.exit_file, job.submission))
         if task_state == "erred":  # Dask gave up on it (its workers kept dying)
             pooltask.publish_exit(job.exit_file, "hwfailure", job.submission)
-            pooltask.note(str(job.err), "the pool gave up on this task (its workers died)")
+            pooltask.note(str(_outputs(job)[1]), "the pool gave up on this task (its workers died)")
             return observe_exit(job) or Observation(State.HWFAILURE, None, time.time())
         key = key_of(job)
         if task_state is not None:
@@ -293,7 +293,8 @@ class PoolAdapter(Adapter):
         if time.monotonic() - first < LOST_AFTER:
             return Observation(State.RUNNING)
         pooltask.publish_exit(job.exit_file, "hwfailure", job.submission)
-        pooltask.note(str(job.err), "the pool lost this task with its worker; not run again")
+        err = str(_outputs(job)[1])
+        pooltask.note(err, "the pool lost this task with its worker; not run again")
         return observe_exit(job) or Observation(State.HWFAILURE, None, time.time())
 
     def cancel(self, jobs: Sequence[Job]) -> None:
@@ -358,3 +359,9 @@ def _resources(script: Path) -> dict[str, float]:
                 pairs = (p.split("=", 1) for p in line[len(HEADER) :].split())
                 return {k: float(v) for k, v in pairs}
     return {"CPU": 1.0}
+
+
+def _outputs(job: Job) -> tuple[Path, Path]:
+    """A pooled instance's `<instance>.out`/`.err`, appended across its attempts (the pool runs a
+    task on whichever worker takes it: no pid is known up front to name the files by)."""
+    return job.stem.with_name(job.stem.name + ".out"), job.stem.with_name(job.stem.name + ".err")

@@ -4,8 +4,9 @@ Starting each job through a fresh wrapper (`local-job.sh`) costs a fork of the e
 execs (the wrapper's shell, then the script's). A shepherd (`shepherd_main.py`) is started once
 per slot; for each job the engine writes the job's paths to its stdin and the shepherd
 posix_spawns `SHELL SCRIPT` — the script's shell is the job process and the leader of its process
-group, as under the wrapper — reports its pid (the job id), and records the end in the exit file as
-the wrapper does. A job costs one vfork and one exec, none of it in the engine.
+group, as under the wrapper — names its output files `<instance>.<pid>.out`/`.err` by that pid,
+reports the pid (the job id), and records the end in the exit file as the wrapper does. A job
+costs one vfork and one exec, none of it in the engine.
 
 Crash safety is the wrapper's: the shepherd runs in a session of its own, so it and its jobs
 outlive the engine; it records a job's end before it reaps the job, and exits on EOF (the engine
@@ -190,7 +191,7 @@ class Flock:
 
 
 def encode(job: Job) -> bytes:
-    fields = (job.workdir, job.exit_file, job.submission, job.shell, job.script, job.out, job.err)
+    fields = (job.workdir, job.exit_file, job.submission, job.shell, job.script, job.stem)
     texts = [os.fsencode(str(f)) for f in fields]
     if any(b"\0" in t for t in texts):
         raise SubmitError(f"a path or the shell of {job.name} holds a NUL byte")

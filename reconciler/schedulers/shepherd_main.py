@@ -4,10 +4,14 @@ Run by the local adapter as `python -I -S shepherd_main.py --workspace ROOT` in 
 own (it outlives the engine). Standard library only: it starts in a few milliseconds, once per
 slot, and imports nothing of reconciler's.
 
-stdin: jobs, each 7 NUL-terminated fields, WORKDIR EXIT_FILE SUBMISSION SHELL SCRIPT OUT ERR.
-For each it starts `SHELL SCRIPT` in WORKDIR — stdin /dev/null, stdout and stderr appended to OUT
-and ERR, the leader of a new process group: what the wrapper local-job.sh runs — and reports
-`started PID` on stdout. A job that cannot start (no such shell, an output file not writable)
+stdin: jobs, each 6 NUL-terminated fields, WORKDIR EXIT_FILE SUBMISSION SHELL SCRIPT STEM.
+For each it starts `SHELL SCRIPT` in WORKDIR — stdin /dev/null, stdout and stderr to
+STEM.<pid>.out and STEM.<pid>.err (Maestro's local names: one pair per attempt), the leader of a
+new process group: what the wrapper local-job.sh runs — and reports `started PID` on stdout. The
+pid is known only once the job exists, so the files are opened first as STEM.starting.out/.err
+(by the shepherd: a symlink there is refused, never written through) and renamed to their pid
+names right after the spawn, before the start is recorded or reported: whoever knows the job id
+finds its output by name. A job that cannot start (no such shell, an output file not writable)
 ends at once with 127, as in a shell, and is reported `failed WHY`. When a job ends it writes
 `<rc> <submission>` to EXIT_FILE — unless the engine already wrote there why it killed the job
 (`timeout N`, `cancelled N`, written before the kill) — and only then reaps it and reports
@@ -31,12 +35,14 @@ import os
 import signal
 import sys
 
-FIELDS = 7
+FIELDS = 6
 # Ignored by Python and inherited across exec: a job gets them at their default, as from a shell.
 _DEFAULT_SIGNALS = tuple(
     s for s in (getattr(signal, n, None) for n in ("SIGPIPE", "SIGXFSZ", "SIGXFZ")) if s
 )
-_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT  # no O_CLOEXEC: these become the job's 1 and 2
+# Fresh files for each attempt (a crashed start's leftovers are truncated); O_NOFOLLOW: never
+# through a symlink an earlier step planted. CLOEXEC: the job gets them as its 1 and 2 (dup2).
+_OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class _Jobs:
@@ -80,25 +86,45 @@ def _record(exit_file: bytes, submission: bytes, rc: int) -> None:
 
 
 def _start(fields: list[bytes]) -> int | str:
-    workdir, _exit, _sub, shell, script, out, err = fields
+    """Start the job; its pid, or why it could not start. Its output is at STEM.<pid>.out/.err."""
+    workdir, _exit, _sub, shell, script, stem = fields
+    temps = (stem + b".starting.out", stem + b".starting.err")
+    fds: list[int] = []
     try:
         os.chdir(workdir)
+        for path in temps:
+            if os.path.islink(path):  # planted by an earlier step: drop the link, not its target
+                os.unlink(path)
+            fds.append(os.open(path, _OUTPUT, 0o666))
         spawn = os.posix_spawn if b"/" in shell else os.posix_spawnp
-        return spawn(
+        pid = spawn(
             shell,
             [shell, script],
             os.environ,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, out, _APPEND, 0o666),
-                (os.POSIX_SPAWN_OPEN, 2, err, _APPEND, 0o666),
+                (os.POSIX_SPAWN_DUP2, fds[0], 1),
+                (os.POSIX_SPAWN_DUP2, fds[1], 2),
             ],
             setpgroup=0,  # a process group of its own: cancel and walltime kill it whole
             setsigdef=_DEFAULT_SIGNALS,
             setsigmask=(),
         )
     except OSError as e:
+        for path in temps[: len(fds)]:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         return f"cannot start {os.fsdecode(shell)} {os.fsdecode(script)}: {e.strerror or e}"
+    finally:
+        for fd in fds:
+            os.close(fd)
+    for path, stream in zip(temps, (b"out", b"err"), strict=True):
+        # A rename keeps the open file: the job writes on, under its attempt's name. (A pid
+        # reused by the same instance's earlier attempt would replace that attempt's file,
+        # as Maestro's would; it is that rare.) Left under the temporary name if this fails.
+        with contextlib.suppress(OSError):
+            os.rename(path, b"%s.%d.%s" % (stem, pid, stream))
+    return pid
 
 
 PID_WIDTH = 10  # digits: any Linux pid (pid_max ≤ 2^22), so the pid fits over the zeros

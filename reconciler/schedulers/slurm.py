@@ -30,12 +30,13 @@ from reconciler.schedulers.batch import (
     call,
     exclusive_flags,
     extra,
-    job_name,
     one_line,
     unreadable,
     wait_status_code,
 )
+from reconciler.spec import launcher
 from reconciler.spec.instance import Resources
+from reconciler.spec.names import job_name
 
 # Every job state Slurm 22.05–24.x prints (squeue %T / -O State, sacct State).
 STATES: dict[str, State] = {
@@ -119,8 +120,8 @@ class SlurmAdapter(BatchAdapter):
             lines.append(f"#SBATCH --qos={r.qos}")
         return lines
 
-    def launcher_format(self, nodes: int, procs: int, resources: Resources) -> str:
-        return f"srun -n {procs} -N {nodes} -c {resources.cores_per_task or 1}"
+    def launcher_format(self, nodes: int | None, procs: int | None, resources: Resources) -> str:
+        return launcher.srun(nodes, procs, resources)
 
     # -- commands ------------------------------------------------------------------------
 

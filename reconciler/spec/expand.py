@@ -21,7 +21,7 @@ from reconciler.spec.fingerprint import fingerprint
 from reconciler.spec.instance import Instance, Resources
 from reconciler.spec.load import Positions
 from reconciler.spec.model import Exclusive, Spec, Step
-from reconciler.spec.names import safe_name
+from reconciler.spec.names import NAME_MAX, longest_suffix, safe_name
 from reconciler.spec.pgen import ParameterSet
 from reconciler.spec.tokens import (
     LAUNCHER,
@@ -49,9 +49,6 @@ COUNT_KEYS = (
 )
 
 
-# File names are at most 255 bytes on Linux and macOS; `<instance>.restart.sh` is the longest.
-NAME_MAX = 255
-LONGEST_SUFFIX = ".restart.sh"
 RESOURCE_TEXTS = (*COUNT_KEYS, "walltime", "bind", "bind_gpus", "reservation", "qos", "exclusive")
 
 
@@ -293,6 +290,7 @@ def expand(ctx: Context, plans: dict[str, StepPlan], order: list[str]) -> Expand
     by_key: dict[str, dict[tuple[str, ...], Instance]] = {}
     instances: list[Instance] = []
     edges: list[tuple[str, str]] = []
+    suffix = longest_suffix(ctx.spec.batch.type)  # the longest file name an instance gets
     for name in order:
         plan = plans[name]
         used = plan.used
@@ -312,11 +310,11 @@ def expand(ctx: Context, plans: dict[str, StepPlan], order: list[str]) -> Expand
             ws = f"{name}/{safe_name(label)}" if used else name
             if used and ctx.hashws:
                 ws = f"{name}/{name}_instance_{k}"
-            if len(iname.encode()) + len(LONGEST_SUFFIX) > NAME_MAX and "long" not in reported:
+            if len(safe_name(iname).encode()) + len(suffix) > NAME_MAX and "long" not in reported:
                 reported.add("long")  # once per step
                 ctx.out.error(
                     f"step '{name}': instance name '{iname[:60]}…' is {len(iname.encode())} "
-                    f"bytes; its files ('<instance>{LONGEST_SUFFIX}') must fit in {NAME_MAX}: "
+                    f"bytes; its files ('<instance>{suffix}') must fit in {NAME_MAX}: "
                     "use shorter labels",
                     ctx.pos.value(("study", plan.index, "name")),
                 )

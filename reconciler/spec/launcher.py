@@ -2,6 +2,11 @@
 
 Forms: `$(LAUNCHER)` (the step's whole allocation), `$(LAUNCHER)[2n, 4p]` / `[4p]` (any order,
 `p` required), and the legacy `$(LAUNCHER)[N,P]` (nodes, procs).
+
+What a format is given follows Maestro 1.2.1 (`_substitute_parallel_command`): the bare token
+gets the step's own `nodes` and `procs` (not the batch block's), a bracketed one exactly what it
+names, and a count nobody gave is None — its flag is left out (`$(LAUNCHER)[4p]` is
+`srun -n 4`, no `-N`), as are optional flags whose field is unset (`cores per task`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ class LauncherError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
-    """What one launcher token asks for; None means "the step's whole allocation"."""
+    """What one launcher token asks for; both None: "the step's whole allocation"."""
 
     nodes: int | None
     procs: int | None
@@ -86,7 +91,8 @@ def check(text: str, resources: Resources) -> list[str]:
     return problems
 
 
-Formatter = Callable[[int, int, Resources], str]
+# (nodes, procs, resources) -> the launcher text; a count is None when nobody gave it.
+Formatter = Callable[[int | None, int | None, Resources], str]
 
 
 def render(text: str, resources: Resources, fmt: Formatter) -> str:
@@ -94,22 +100,33 @@ def render(text: str, resources: Resources, fmt: Formatter) -> str:
 
     def sub(m: re.Match[str]) -> str:
         a = parse(m.group(1))
-        nodes = a.nodes if a.nodes is not None else (resources.nodes or 1)
-        procs = a.procs if a.procs is not None else (resources.procs or 1)
+        if a.nodes is None and a.procs is None:  # the bare token: the step's whole allocation
+            nodes, procs = resources.nodes, resources.procs
+        else:
+            nodes, procs = a.nodes, a.procs
         launch = fmt(nodes, procs, resources)
         return launch + m.group(2) if launch else ""  # no launcher: no stray indent either
 
     return _WITH_SPACE.sub(sub, text)
 
 
-def _srun(nodes: int, procs: int, r: Resources) -> str:
-    return f"srun -n {procs} -N {nodes} -c {r.cores_per_task or 1}"
+def srun(nodes: int | None, procs: int | None, r: Resources) -> str:
+    """Slurm: `srun -n P [-N N] [-c C]`. Maestro writes `-n` even without procs (`srun -n  -N 2`,
+    which srun rejects); we leave it out, so srun takes one task per node."""
+    args = ["srun"]
+    if procs:
+        args += ["-n", str(procs)]
+    if nodes:
+        args += ["-N", str(nodes)]
+    if r.cores_per_task:
+        args += ["-c", str(r.cores_per_task)]
+    return " ".join(args)
 
 
 FORMATS: dict[str, Formatter] = {
     # Maestro leaves the token in local scripts, where bash then fails; we render nothing.
     "local": lambda _n, _p, _r: "",
-    "slurm": _srun,
+    "slurm": srun,
 }
 
 

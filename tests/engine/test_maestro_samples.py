@@ -2,8 +2,9 @@
 
 `data/maestro_hello_trees.json` was recorded by running each sample with maestrowf 1.2.1
 (`maestro run -fg -y -s 1 -o DIR SPEC`): the step and instance directories, and the files the
-steps' commands produced. Scripts and logs are named differently on purpose (`<instance>.out`,
-streamed, instead of Maestro's `<instance>.<pid>.out`), so they are not compared.
+steps' commands produced. Scripts and outputs are named as Maestro names them (`<instance>.sh`,
+`<instance>.<pid>.out`/`.err`, the pid being the Job ID of status.csv); ours are streamed while
+the step runs, where Maestro writes them when it ends. `<instance>.exit` is ours.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.record.store import Store
+from reconciler.record.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,10 +65,17 @@ def test_sample_tree_matches_maestro(sample: str, tmp_path: Path) -> None:
     assert produced == GOLDEN[sample]["produced"]
     store = Store.open(out)
     try:
-        states = {row.state for row in store.instances()}
+        instances = store.instances()
     finally:
         store.close()
-    assert states == {"FINISHED"}
+    assert {row.state for row in instances} == {"FINISHED"}
+    for row in instances:  # Maestro's file names, the pid being the job id
+        files = {p.name for p in (out / row.workspace).iterdir() if p.is_file()}
+        ours = {f"{row.name}.sh", f"{row.name}.{row.job_id}.out", f"{row.name}.{row.job_id}.err"}
+        assert ours | {f"{row.name}.exit"} <= files
+        assert (
+            Workspace(out).outputs(row).out == out / row.workspace / f"{row.name}.{row.job_id}.out"
+        )
 
 
 def test_hashws_directories_match_maestro(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from reconciler.engine import api
 from reconciler.engine.converge import EXIT_OK
 from reconciler.engine.lock import read_holder
 from reconciler.plan.states import IN_FLIGHT, State
+from reconciler.record.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -80,6 +81,7 @@ def test_job_killed_while_no_engine_watches_is_retried(study_dir, tmp_path: Path
           run:
             cmd: |
               echo run >> $(SPECROOT)/runs.txt
+              echo "attempt $$"
               if [ ! -e $(SPECROOT)/marker ]; then touch $(SPECROOT)/marker; sleep 30; fi
         """,
         attempts=2,
@@ -94,6 +96,13 @@ def test_job_killed_while_no_engine_watches_is_retried(study_dir, tmp_path: Path
     r = rows(root)["a"]
     assert r.state is State.FINISHED and r.attempts == 2
     assert lines(tmp_path / "runs.txt") == ["run", "run"]
+    # Each attempt kept its own output, Maestro's `<instance>.<pid>.out`; the latest is found
+    # by the job id the record holds.
+    assert (root / "a" / f"a.{job}.out").read_text() == f"attempt {job}\n"
+    latest = Workspace(root).outputs(r)
+    assert latest.out == root / "a" / f"a.{r.job_id}.out" and r.job_id != str(job)
+    assert latest.out.read_text() == f"attempt {r.job_id}\n"
+    assert latest.err == root / "a" / f"a.{r.job_id}.err"
 
 
 def test_running_job_is_reattached_and_its_exit_recorded(study_dir, tmp_path: Path) -> None:
@@ -102,17 +111,26 @@ def test_running_job_is_reattached_and_its_exit_recorded(study_dir, tmp_path: Pa
         - name: a
           description: d
           run:
-            cmd: echo $$ > $(SPECROOT)/pid; sleep 0.8; echo done >> $(SPECROOT)/runs.txt
+            cmd: |
+              echo before; echo $$ > $(SPECROOT)/pid
+              until [ -e $(SPECROOT)/go ]; do sleep 0.05; done
+              echo after; echo done >> $(SPECROOT)/runs.txt
         """
     )
     pid = api.start_background(root)
     wait_for(lambda: (tmp_path / "pid").exists() and rows(root)["a"].job_id is not None)
     _kill_engine(pid)
     job_id = rows(root)["a"].job_id
+    # While no engine runs, the running job's output is found by its recorded job id.
+    running = Workspace(root).outputs(rows(root)["a"])
+    assert running.out == root / "a" / f"a.{job_id}.out"
+    assert running.out.read_text() == "before\n"
+    (tmp_path / "go").touch()
     assert api.run_engine(root).code == EXIT_OK
     r = rows(root)["a"]
     assert r.job_id == job_id and r.attempts == 1
     assert lines(tmp_path / "runs.txt") == ["done"]
+    assert Workspace(root).outputs(r).out.read_text() == "before\nafter\n"  # type: ignore[union-attr]
 
 
 def test_second_background_engine_is_refused(study_dir) -> None:

@@ -19,6 +19,7 @@ from reconciler.engine import api
 from reconciler.engine.converge import EXIT_OK
 from reconciler.engine.setup import RunSettings, create_workspace
 from reconciler.plan.states import IN_FLIGHT, State
+from reconciler.record.workspace import Workspace
 from reconciler.spec import load_study
 
 pytest.importorskip("distributed")
@@ -36,7 +37,8 @@ def test_500_instance_sweep_runs_each_once_on_the_pool(tmp_path: Path) -> None:
     recorded = rows(root)
     assert all(r.state is State.FINISHED and r.attempts == 1 for r in recorded.values())
     assert recorded["sim_X.7"].job_id == "sim_X.7#1"  # a pool task key, not a pid
-    assert (root / "total" / "total.out").read_text().strip() == "500"
+    total = Workspace(root).outputs(recorded["total"]).out  # <instance>.<pid>.out: local
+    assert total is not None and total.read_text().strip() == "500"
     # The funnel was not pooled: the local adapter ran it (its job id is a pid).
     assert recorded["total"].job_id.isdigit()
     # The study ended, so its pool was shut down.
@@ -98,7 +100,8 @@ def test_a_killed_worker_has_its_instance_retried_and_recorded(tmp_path: Path) -
     seen = counts(tmp_path)
     assert seen["start 1"] == 2 and seen["end 1"] == 1  # the killed run never ended
     assert all(seen[f"{w} {x}"] == 1 for w in ("start", "end") for x in (2, 3, 4))
-    assert "worker" in (root / "sim" / "X.1" / "sim_X.1.err").read_text()
+    err = Workspace(root).outputs(r).err  # a pooled instance's <instance>.err
+    assert err == root / "sim" / "X.1" / "sim_X.1.err" and "worker" in err.read_text()
 
 
 def test_kill_9_of_the_engine_then_resume_reconnects_and_runs_each_once(tmp_path: Path) -> None:
@@ -172,8 +175,8 @@ def test_gpu_instances_wait_for_a_gpu_worker_of_a_scheduler_we_connect_to(
         wait_for(lambda: rows(root)["total"].state is State.FINISHED)
         render = rows(root)["render"]
         assert render.state is State.QUEUED  # no worker can take it
-        assert "echo render" in (root / "render" / "render.sh").read_text()
-        assert "GPU=1" in (root / "render" / "render.sh").read_text()
+        script = Workspace(root).script(render.name, render.workspace).read_text()
+        assert "echo render" in script and "GPU=1" in script
         procs.append(_worker(address, "gpu-worker", "CPU=1 GPU=1", tmp_path))
         wait_for(lambda: api.engine_holder(root) is None)
         assert rows(root)["render"].state is State.FINISHED

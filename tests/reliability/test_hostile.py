@@ -462,7 +462,8 @@ study:
   description: plant symlinks at second's output, error and exit-record paths
   run:
     cmd: |
-      for f in second.out second.err second.exit second.exit.tmp; do
+      for f in second.out second.err second.exit second.exit.tmp \
+               second.starting.out second.starting.err; do
         ln -sf "$RECONCILER_OUTSIDE/$f" ../second/$f
       done
 - name: second

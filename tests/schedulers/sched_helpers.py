@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from reconciler.plan.states import State
+from reconciler.record.workspace import latest_outputs
 from reconciler.schedulers.base import Adapter, Job, Observation
 from reconciler.schedulers.batch import BatchAdapter
 from reconciler.spec.instance import Resources
+from reconciler.spec.names import safe_name, script_name
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 ENDED = {State.FINISHED, State.FAILED, State.TIMEDOUT, State.CANCELLED, State.HWFAILURE}
@@ -23,14 +25,22 @@ def make_job(adapter: BatchAdapter, name: str, cmd: str, submission: int = 1, **
     """Write the instance script (launcher tokens rendered) and return its Job."""
     d = adapter.root / name
     d.mkdir(parents=True, exist_ok=True)
-    script = d / f"{name}.sh"
+    script = d / script_name(name, adapter.name)
     resources = Resources(**{"nodes": 1, "procs": 1, **res})  # type: ignore[arg-type]
     body = adapter.render_launcher(cmd, resources)
     script.write_text(
         adapter.render_script(body, resources, name=name, shell="/bin/bash", description=name)
     )
-    return Job(name=name, workdir=d, script=script, out=d / f"{name}.out", err=d / f"{name}.err",
-               exit_file=d / f"{name}.exit", submission=submission)  # fmt: skip
+    return Job(name=name, workdir=d, script=script, stem=d / safe_name(name),
+               exit_file=d / f"{name}.exit",
+               submission=submission)  # fmt: skip
+
+
+def output(job: Job, stream: str = "out") -> str:
+    """The latest attempt's output of `job` ("" if none), found as status and logs find it."""
+    found = latest_outputs(job.workdir, job.name, job.job_id)
+    path = found.out if stream == "out" else found.err
+    return path.read_text() if path is not None else ""
 
 
 def submit(adapter: Adapter, job: Job) -> Job:

@@ -51,12 +51,34 @@ def test_maestro_probe_script(tmp_path: Path) -> None:
 
 
 def test_exclusive_allocation_drops_procs_and_adds_the_flag(tmp_path: Path) -> None:
+    # A plain `exclusive: true` is Maestro's older syntax: the allocation's alone.
     spec = PROBE.replace('walltime: "01:30:00"', "walltime: 90\n      exclusive: true")
     ((script, _),) = scripts(adapter_for(spec, tmp_path), spec).values()
     lines = script.splitlines()
     assert "#flux: -n 8" not in lines and "#flux: -t 5400s" in lines
     assert lines[-3] == "#flux: --exclusive"
+    assert lines[-1] == "flux run -N 2 -n 8 -c 4 -g 1 ./sim"
+
+
+def test_exclusive_launcher_drops_cores_and_gpus(tmp_path: Path) -> None:
+    spec = PROBE.replace(
+        'walltime: "01:30:00"', "walltime: 90\n      exclusive: {allocation: false, launcher: true}"
+    )
+    ((script, _),) = scripts(adapter_for(spec, tmp_path), spec).values()
+    lines = script.splitlines()
+    assert "#flux: -n 8" in lines and "#flux: --exclusive" not in lines
     assert lines[-1] == "flux run -N 2 -n 8 --exclusive ./sim"  # exclusive drops -c/-g
+
+
+def test_batch_exclusive_defaults_come_from_the_args_groups(tmp_path: Path) -> None:
+    # Maestro pops `x`/`exclusive` from allocation_args/launcher_args as the batch's default.
+    spec = PROBE.replace(
+        "queue: pbatch}", "queue: pbatch, allocation_args: {x: null}, launcher_args: {x: null}}"
+    )
+    ((script, _),) = scripts(adapter_for(spec, tmp_path), spec).values()
+    lines = script.splitlines()
+    assert "#flux: --exclusive" in lines and not any(ln.startswith("#flux: -x") for ln in lines)
+    assert lines[-1] == "flux run -N 2 -n 8 --exclusive ./sim"
 
 
 def test_conversions() -> None:

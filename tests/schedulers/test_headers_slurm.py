@@ -98,7 +98,7 @@ def test_exact_small_script(tmp_path: Path) -> None:
         '#SBATCH --comment "step a"\n'
         "#SBATCH --ntasks=4\n"
         "\n"
-        "srun -n 4 -N 1 -c 1 hostname\n"
+        "srun -n 4 hostname\n"  # Maestro: no -N without nodes, no -c without cores per task
     )
 
 

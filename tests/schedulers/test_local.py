@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from sched_helpers import until_ended
+from sched_helpers import output, until_ended
 
 from reconciler.plan.states import State
 from reconciler.schedulers.base import Job
 from reconciler.schedulers.local import LocalAdapter
+from reconciler.spec.names import safe_name, script_name
 from reconciler.spec.walltime import walltime_seconds
 
 pytestmark = pytest.mark.timeout(60)
@@ -22,14 +23,13 @@ def _job(
 ) -> Job:
     wd = tmp_path / name
     wd.mkdir(exist_ok=True)
-    script = wd / f"{name}.sh"
+    script = wd / script_name(name)
     script.write_text(f"#!/bin/bash\n{body}\n")
     return Job(
         name=name,
         workdir=wd,
         script=script,
-        out=wd / f"{name}.out",
-        err=wd / f"{name}.err",
+        stem=wd / safe_name(name),
         exit_file=wd / f"{name}.exit",
         submission=submission,
         walltime=walltime,
@@ -56,14 +56,17 @@ def test_exit_codes_and_streamed_output(tmp_path: Path) -> None:
     ok, bad = _with_id(ok, ok_id), _with_id(bad, bad_id)
     # Output reaches the file while the job still runs (not buffered until the end).
     deadline = time.monotonic() + 10
-    while not ok.out.exists() or "early" not in ok.out.read_text():  # the wrapper opens it
+    while "early" not in output(ok):  # the shepherd opens it
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert a.poll([ok])["ok"].state is State.RUNNING
     assert until_ended(a, ok) is State.FINISHED
     assert until_ended(a, bad) is State.FAILED
     assert a.poll([bad])["bad"].exit_code == 3
-    assert ok.out.read_text() == "early\nlate\n" and ok.err.read_text() == "oops\n"
+    assert output(ok) == "early\nlate\n" and output(ok, "err") == "oops\n"
+    # Maestro's local names: <instance>.<pid>.out/.err, the pid being the job id.
+    assert (ok.workdir / f"ok.{ok_id}.out").read_text() == "early\nlate\n"
+    assert (ok.workdir / f"ok.{ok_id}.err").read_text() == "oops\n"
     assert ok.exit_file.read_text().split() == ["0", "1"]
 
 

@@ -12,12 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sched_helpers import until_ended
+from sched_helpers import output, until_ended
 
 from reconciler.plan.states import State
 from reconciler.schedulers import shepherd
 from reconciler.schedulers.base import Job, SubmitError
 from reconciler.schedulers.local import WRAPPER_NAME, LocalAdapter, read_exit
+from reconciler.spec.names import safe_name, script_name
 
 pytestmark = pytest.mark.timeout(60)
 REPO = Path(__file__).resolve().parents[2]
@@ -26,10 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 def _job(root: Path, name: str, body: str, *, shell: str = "/bin/bash", **kw: object) -> Job:
     wd = root / "step" / name
     wd.mkdir(parents=True, exist_ok=True)
-    script = wd / f"{name}.sh"
+    script = wd / script_name(name)
     script.write_text(f"#!{shell}\n{body}\n")
-    return Job(name=name, workdir=wd, script=script, out=wd / f"{name}.out",
-               err=wd / f"{name}.err", exit_file=wd / f"{name}.exit", submission=1,
+    return Job(name=name, workdir=wd, script=script, stem=wd / safe_name(name),
+               exit_file=wd / f"{name}.exit", submission=1,
                shell=shell, **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
@@ -55,14 +56,14 @@ def test_a_job_is_its_scripts_shell_leading_its_own_group(tmp_path: Path) -> Non
     j = _job(tmp_path, "j", 'ls /proc/$$/fd > fds.txt; echo "$0"; exec sleep 30')
     pid = int(a.submit(j))
     j = replace(j, job_id=str(pid))
-    _until(lambda: (j.workdir / "fds.txt").exists() and j.out.read_text(), "the job started")
+    _until(lambda: (j.workdir / "fds.txt").exists() and output(j), "the job started")
     # The script's shell, then what it exec'd (the exec may still be under way at first).
     _until(lambda: shepherd.cmdline(pid) == ["sleep", "30"], "the job exec'd sleep")
     _, ppid, pgrp, session = _stat(pid)[:4]
     assert int(pgrp) == pid  # leads its process group: cancel and walltime kill it whole
     parent = shepherd.cmdline(ppid)
     assert shepherd.is_shepherd(parent, tmp_path) and int(session) == int(ppid)  # own session
-    assert j.out.read_text() == f"{j.script}\n"  # $0 is the script, as with `bash script`
+    assert output(j) == f"{j.script}\n"  # $0 is the script, as with `bash script`
     # Nothing but stdin, stdout and stderr (and bash's own descriptor for its script) is open:
     # the shepherd's pipes to the engine are not the job's.
     assert set((j.workdir / "fds.txt").read_text().split()) <= {"0", "1", "2", "255"}
@@ -127,7 +128,7 @@ def test_paths_with_spaces_and_newlines_are_data(tmp_path: Path) -> None:
     j = _job(root, "odd name", "echo here")
     j = replace(j, job_id=a.submit(j))
     assert until_ended(a, j) is State.FINISHED
-    assert j.out.read_text() == "here\n" and not (Path.cwd() / "pwned").exists()
+    assert output(j) == "here\n" and not (Path.cwd() / "pwned").exists()
     assert not any(p.name == "pwned" for p in tmp_path.rglob("*"))
 
 
@@ -139,8 +140,8 @@ from reconciler.schedulers.local import LocalAdapter
 root, wd = Path(sys.argv[1]), Path(sys.argv[2])
 a = LocalAdapter(root, slots=1)
 a.prepare(root)
-j = Job(name="d", workdir=wd, script=wd / "d.sh", out=wd / "d.out", err=wd / "d.err",
-        exit_file=wd / "d.exit", submission=3)
+j = Job(name="d", workdir=wd, script=wd / "d.sh", stem=wd / "d", exit_file=wd / "d.exit",
+        submission=3)
 print(a.submit(j), flush=True)
 time.sleep(60)
 """
@@ -175,7 +176,7 @@ def test_the_engine_dies_the_job_finishes_records_and_is_found_again(tmp_path: P
     (j.workdir / "go").touch()
     assert until_ended(a, j) is State.FAILED
     assert j.exit_file.read_text().split() == ["7", "3"]  # recorded by the orphaned shepherd
-    assert j.out.read_text() == "done\n"
+    assert output(j) == "done\n"
     # Its shepherd saw EOF and went away after the job: nothing of that engine is left.
     _until(lambda: not any(
         shepherd.is_shepherd(shepherd.cmdline(p.name), tmp_path)
@@ -209,8 +210,9 @@ def test_a_job_that_ends_while_no_engine_runs_is_read_from_its_record(tmp_path: 
 
 
 def test_jobs_of_the_older_wrapper_are_still_recognised(tmp_path: Path) -> None:
-    """Workspaces started by earlier versions: jobs run by local-job.sh, under sh or (older
-    still) bash without the OUT ERR arguments, are re-attached and cancelled."""
+    """Workspaces started by earlier versions: jobs run by local-job.sh, under sh with OUT ERR
+    (`<instance>.out`, before outputs were named by pid) or (older still) under bash without
+    them, are re-attached and cancelled."""
     a = _adapter(tmp_path)
     wrapper = tmp_path / ".reconciler" / WRAPPER_NAME
     for shell, extra in (("/bin/sh", True), ("/bin/bash", False)):
@@ -219,7 +221,7 @@ def test_jobs_of_the_older_wrapper_are_still_recognised(tmp_path: Path) -> None:
         j = _job(tmp_path, f"w{len(extra * 'x')}", "sleep 30")
         args = [shell, str(wrapper), str(j.exit_file), "1", j.shell, str(j.script)]
         if extra:
-            args += [str(j.out), str(j.err)]
+            args += [str(j.workdir / f"{j.name}.out"), str(j.workdir / f"{j.name}.err")]
         proc = subprocess.Popen(args, cwd=j.workdir, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         j = replace(j, job_id=str(proc.pid))
@@ -242,7 +244,7 @@ def test_without_shepherds_jobs_go_through_the_wrapper(
         ["/bin/sh", str(tmp_path / ".reconciler" / WRAPPER_NAME)],
     )
     j = replace(j, job_id=pid)
-    assert until_ended(a, j) is State.FAILED and j.out.read_text() == "out\n"
+    assert until_ended(a, j) is State.FAILED and output(j) == "out\n"
     c = _job(tmp_path, "c", "sleep 30")
     c = replace(c, job_id=a.submit(c))
     a.cancel([c])
@@ -262,5 +264,5 @@ def test_a_shepherd_killed_between_jobs_is_replaced(tmp_path: Path) -> None:
     dead.proc.wait()
     second = _job(tmp_path, "second", "echo again")
     second = replace(second, job_id=a.submit(second))
-    assert until_ended(a, second) is State.FINISHED and second.out.read_text() == "again\n"
+    assert until_ended(a, second) is State.FINISHED and output(second) == "again\n"
     assert old not in a._flock.pids()

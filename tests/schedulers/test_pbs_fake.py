@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sched_helpers import Fakes, ended, gate, make_job, poll_until, state_is, submit
+from sched_helpers import Fakes, ended, gate, make_job, output, poll_until, state_is, submit
 
 from reconciler.plan.states import State
 from reconciler.schedulers.pbs import PBSAdapter
@@ -32,7 +32,7 @@ def test_queued_running_finished_in_the_instance_directory(pbs: PBSAdapter, fake
     seen, _ = poll_until(pbs, [job], ended("sim"))
     assert (seen["sim"].state, seen["sim"].exit_code) == (State.FINISHED, 0)
     # PBS starts jobs in $HOME; the script's `cd $PBS_O_WORKDIR` puts it in the instance dir.
-    assert job.out.read_text().splitlines()[0] == str(job.workdir)
+    assert output(job).splitlines()[0] == str(job.workdir)
 
 
 def test_exit_status_and_one_qstat_per_poll(pbs: PBSAdapter, fakes: Fakes) -> None:

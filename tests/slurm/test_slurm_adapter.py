@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.plan.states import State
+from reconciler.record.workspace import latest_outputs
 from reconciler.schedulers.base import Job, Observation
 from reconciler.schedulers.slurm import SlurmAdapter
 from reconciler.spec.instance import Resources
 from reconciler.spec.model import Batch
+from reconciler.spec.names import safe_name, script_name
 
 ENDED = {State.FINISHED, State.FAILED, State.TIMEDOUT, State.CANCELLED, State.HWFAILURE}
 
@@ -33,13 +35,21 @@ def make_adapter(root: Path, **kw: object) -> SlurmAdapter:
 def make_job(adapter: SlurmAdapter, name: str, cmd: str, **res: object) -> Job:
     d = adapter.root / name
     d.mkdir(parents=True, exist_ok=True)
-    script = d / f"{name}.sh"
+    script = d / script_name(name, "slurm")
     resources = Resources(**{"nodes": 1, "procs": 1, **res})  # type: ignore[arg-type]
     script.write_text(
         adapter.render_script(cmd, resources, name=name, shell="/bin/bash", description=name)
     )
-    return Job(name=name, workdir=d, script=script, out=d / f"{name}.out",
-               err=d / f"{name}.err", exit_file=d / f"{name}.exit", submission=1)  # fmt: skip
+    return Job(name=name, workdir=d, script=script, stem=d / safe_name(name),
+               exit_file=d / f"{name}.exit",
+               submission=1)  # fmt: skip
+
+
+def output(job: Job, stream: str = "out") -> str:
+    """What Slurm wrote for the job (`<job-name>.out`), found as status and logs find it."""
+    found = latest_outputs(job.workdir, job.name, job.job_id)
+    path = found.out if stream == "out" else found.err
+    return path.read_text() if path is not None else ""
 
 
 def submit(adapter: SlurmAdapter, job: Job) -> Job:
@@ -117,7 +127,7 @@ def test_script_is_submitted_and_runs_in_the_instance_directory(adapter: SlurmAd
     job = submit(adapter, make_job(adapter, "hello", "pwd; echo hello from $SLURM_JOB_ID"))
     seen, _ = poll_until(adapter, [job], ended("hello"))
     assert seen["hello"] == Observation(State.FINISHED, 0, seen["hello"].end_time)
-    text = job.out.read_text()
+    text = output(job)
     assert str(job.workdir) in text and f"hello from {job.job_id}" in text
 
 
@@ -142,7 +152,7 @@ def test_failed_job_reports_its_exit_code(adapter: SlurmAdapter) -> None:
     job = submit(adapter, make_job(adapter, "fails", "echo oops >&2; exit 7"))
     seen, _ = poll_until(adapter, [job], ended("fails"))
     assert (seen["fails"].state, seen["fails"].exit_code) == (State.FAILED, 7)
-    assert "oops" in job.err.read_text()
+    assert "oops" in output(job, "err")
 
 
 def test_cancel_running_and_queued_with_one_scancel(

@@ -60,9 +60,9 @@ def test_maestro_slurm_sample_runs_to_finished(tmp_path: Path) -> None:
     assert all(i["job_id"].isdigit() for i in found.values())  # real Slurm job ids
     hello = out / "hello_world" / "GREETING.Hello.NAME.Pam"
     assert (hello / "Hello_Pam.txt").read_text() == "Hello, Pam!\n"
-    script = (hello / "hello_world_GREETING.Hello.NAME.Pam.sh").read_text()
+    script = (hello / "hello_world_GREETING.Hello.NAME.Pam.slurm.sh").read_text()
     assert "#SBATCH --partition=debug" in script
-    assert "srun -n 1 -N 1 -c 1 echo" in script
+    assert "srun -n 1 echo" in script  # Maestro's: procs 1, no nodes, no cores per task
 
 
 def test_sweep_with_funnel_and_a_failure(tmp_path: Path) -> None:
@@ -165,4 +165,4 @@ def test_walltime_timeout_runs_the_restart_command(tmp_path: Path) -> None:
     assert (tmp_path / "tries").read_text() == "first\nrestart\n"
     found = states(out, tmp_path)["long"]
     assert found["state"] == "FINISHED"
-    assert (out / "long" / "long.restart.sh").read_text().startswith("#!/bin/bash\n#SBATCH")
+    assert (out / "long" / "long.restart.slurm.sh").read_text().startswith("#!/bin/bash\n#SBATCH")

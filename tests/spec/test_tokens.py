@@ -176,7 +176,7 @@ SLURM = Resources(nodes=2, procs=8, cores_per_task=4)
         ("$(LAUNCHER) ./sim", "srun -n 8 -N 2 -c 4 ./sim"),
         ("$(LAUNCHER)[2n, 4p] ./sim", "srun -n 4 -N 2 -c 4 ./sim"),
         ("$(LAUNCHER)[4p, 1n] ./sim", "srun -n 4 -N 1 -c 4 ./sim"),
-        ("$(LAUNCHER)[4p] ./sim", "srun -n 4 -N 2 -c 4 ./sim"),
+        ("$(LAUNCHER)[4p] ./sim", "srun -n 4 -c 4 ./sim"),  # Maestro: no -N unless named
         ("$(LAUNCHER)[1,2] ./sim", "srun -n 2 -N 1 -c 4 ./sim"),
         ("$(LAUNCHER)[2, 8] ./sim", "srun -n 8 -N 2 -c 4 ./sim"),
     ],
@@ -198,14 +198,21 @@ def test_launcher_renders_to_nothing_locally(text: str) -> None:
     assert render_launcher(text, SLURM, "local").strip() == "./sim"
 
 
-def test_launcher_without_cores_per_task_uses_one_core() -> None:
+def test_launcher_without_cores_per_task_has_no_c() -> None:
+    # Maestro 1.2.1 (`srun -n 2 -N 2 amdahl`): -c only when `cores per task` is set.
     assert render_launcher("$(LAUNCHER) x", Resources(nodes=1, procs=2), "slurm") == (
-        "srun -n 2 -N 1 -c 1 x"
+        "srun -n 2 -N 1 x"
     )
 
 
 def test_launcher_with_only_procs() -> None:
-    assert render_launcher("$(LAUNCHER) x", Resources(procs=3), "slurm") == "srun -n 3 -N 1 -c 1 x"
+    assert render_launcher("$(LAUNCHER) x", Resources(procs=3), "slurm") == "srun -n 3 x"
+
+
+def test_launcher_with_only_nodes_leaves_out_n() -> None:
+    # Maestro writes `srun -n  -N 2` (an empty count srun rejects); srun's default is a task
+    # per node.
+    assert render_launcher("$(LAUNCHER) x", Resources(nodes=2), "slurm") == "srun -N 2 x"
 
 
 def test_launcher_unknown_adapter() -> None:
@@ -234,7 +241,7 @@ def test_legacy_launcher_from_a_spec(load: Load) -> None:
     s = load(study(step("a", cmd=cmd, more="    nodes: 2\n    procs: 2\n")))
     i = s.instances[0]
     assert render_launcher(i.cmd, i.resources, "slurm") == (
-        "srun -n 1 -N 1 -c 1 echo one\nsrun -n 1 -N 1 -c 1 echo two\n"
+        "srun -n 1 -N 1 echo one\nsrun -n 1 -N 1 echo two\n"
     )
 
 
