@@ -45,6 +45,28 @@ def run_engine(
     # Only an engine on the main thread can take SIGUSR1; others must never be sent one (the
     # default action would kill their process).
     wake = threading.current_thread() is threading.main_thread()
+    if wake:
+        # `cancel`/`update` signal as soon as the lock names this engine, which is before
+        # Engine.run handles SIGUSR1: until then a no-op handler (the request is in the record,
+        # which the first pass reads) keeps the default action from killing the engine. A
+        # Python handler, not SIG_IGN: an ignored signal would stay ignored in the jobs it starts.
+        previous = signal.signal(signal.SIGUSR1, lambda _signum, _frame: None)
+    try:
+        return _run_locked(ws, root, slots, launch, once, on_pass, wake)
+    finally:
+        if wake:
+            signal.signal(signal.SIGUSR1, previous)
+
+
+def _run_locked(
+    ws: Workspace,
+    root: Path,
+    slots: int | None,
+    launch: bool,
+    once: bool,
+    on_pass: Callable[[dict[str, int]], None] | None,
+    wake: bool,
+) -> Outcome:
     with EngineLock(ws.lock_file, {"wake": "SIGUSR1"} if wake else None):
         engine = Engine(root, slots=slots, on_pass=on_pass)
         if launch:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,26 @@ def test_second_background_engine_is_refused(study_dir) -> None:
     finally:
         api.cancel(root)
         os.waitpid(pid, 0)
+
+
+def test_a_wake_signal_right_after_the_lock_is_taken_does_not_kill_the_engine(study_dir) -> None:
+    """`cancel` sends SIGUSR1 as soon as the lock file names an engine, which is before the
+    engine's loop handles the signal: the engine must live through it (its default action
+    would kill it, exit -10)."""
+    root = study_dir("- name: a\n  description: d\n  run:\n    cmd: sleep 30")
+    lock = root / ".reconciler" / "engine.lock"
+    pid = api.start_background(root)
+    wait_for(lambda: read_holder(lock).get("pid") == pid)
+    status = None
+    while status is None and rows(root)["a"].state is not State.RUNNING:
+        os.kill(pid, signal.SIGUSR1)  # from the first moment on, until the job runs
+        ended, st = os.waitpid(pid, os.WNOHANG)
+        status = st if ended else None
+        time.sleep(0.005)
+    if status is None:
+        api.cancel(root)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3  # cancelled, not killed by the signal (-10)
 
 
 def _zombie(pid: int) -> bool:
