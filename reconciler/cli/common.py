@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -95,7 +96,13 @@ def parse_pargs(pargs: list[str] | None, pgen: Path | None) -> dict[str, str]:
 
 
 def load_or_exit(
-    spec: Path, pgen: Path | None = None, pargs: list[str] | None = None, *, hashws: bool = False
+    spec: Path,
+    pgen: Path | None = None,
+    pargs: list[str] | None = None,
+    *,
+    hashws: bool = False,
+    dependency_shas: Mapping[str, str] | None = None,
+    warn: bool = True,
 ) -> Study:
     """Load and expand a spec, or report every error and exit 2."""
     for path in (spec, pgen):
@@ -103,9 +110,12 @@ def load_or_exit(
             fail(f"{path} does not exist")
     args = parse_pargs(pargs, pgen)
     try:
-        study = load_study(spec, pgen=pgen, pargs=args, hashws=hashws)
+        study = load_study(
+            spec, pgen=pgen, pargs=args, hashws=hashws, dependency_shas=dependency_shas
+        )
     except SpecError as e:
         report_spec_error(e)
         raise typer.Exit(EXIT_USER_ERROR) from None
-    report_warnings(study)
+    if warn:
+        report_warnings(study)
     return study

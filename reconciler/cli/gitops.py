@@ -460,7 +460,7 @@ def reproduce(
 
     Exit codes: 0 identical fingerprints and every instance finished, 2 otherwise.
     """
-    from reconciler.gitops import deps
+    from reconciler import deps
     from reconciler.gitops.repo import RepoError
     from reconciler.gitops.reproduce import reproduce as run_again
 

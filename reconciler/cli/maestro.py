@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from reconciler.cli import status
+from reconciler.cli import rerun, status
 from reconciler.cli.common import (
     EXIT_OK,
     err,
@@ -161,7 +161,11 @@ def run(
         False, "--json", help="Print the outcome as JSON on stdout (messages go to stderr)."
     ),
 ) -> None:
-    """Set up a study workspace and run it (in the background unless --fg)."""
+    """Set up a study workspace and run it (in the background unless --fg).
+
+    Git dependencies are cloned into `<path>/<name>` (as Maestro does), pinned to a commit
+    recorded in meta/ and the record; path dependencies must exist first.
+    """
     if as_json:
         people_to_stderr()
     if autoyes and autono:
@@ -200,12 +204,14 @@ def run(
         api.update(root, **settings)
         out.print(f"Resuming the existing workspace {root}")
     else:
+        shas = rerun.pin_dependencies(study, root, cwd)  # paths checked, git fetched and pinned
+        study = rerun.pinned(study, spec, pgen, pargs, hashws, shas)
         pgen_info = None if pgen is None else {"path": str(pgen.resolve()), "pargs": args}
         rs = RunSettings(
             dry=dry, hashws=hashws, usetmp=usetmp, slots=slots or 0, pgen=pgen_info, **settings
         )  # type: ignore[arg-type]
         try:
-            create_workspace(study, root, rs, cwd=cwd)
+            create_workspace(study, root, rs, cwd=cwd, dependency_shas=shas)
         except SetupError as e:
             fail(str(e))
         out.print(f"Study '{study.name}' set up in {root}")

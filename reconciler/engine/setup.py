@@ -85,29 +85,51 @@ def existing_workspace(root: Path, name: str, advice: str = "Choose another -o/-
 
 
 def resolve_locations(study: Study, root: Path, cwd: Path) -> dict[str, str]:
-    """Values of the location tokens: OUTPUT_PATH, SPECROOT and env dependency paths."""
+    """Values of the location tokens, as `run` places them: OUTPUT_PATH (the workspace), SPECROOT,
+    each path dependency (which must exist) and each git dependency's `<path>/<name>`, tokens
+    substituted, a relative path taken from the current directory as Maestro does. Checks path
+    dependencies only: nothing is cloned here (`create_workspace` checks the git ones out)."""
     locations = {
         "OUTPUT_PATH": str(root),
         "SPECROOT": str((cwd / study.path).resolve().parent),
     }
     deps = study.spec.env.dependencies
-    for p in deps.paths:
-        path = (cwd / p.path).resolve()
-        if not path.exists():
-            raise SetupError(
-                f"{study.path}: path dependency '{p.name}' points to {p.path}, which does not "
-                "exist (relative paths are taken from the current directory)."
-            )
-        locations[p.name] = str(path)
+    if not (deps.paths or deps.git):
+        return locations
+    from reconciler.deps import DependencyError, check_paths, dependency_dir  # no git needed
+
+    specroot = Path(locations["SPECROOT"])
+    try:
+        found = check_paths(study, specroot, locations=locations, base=cwd)
+    except DependencyError as e:
+        raise SetupError(str(e)) from None
+    locations.update({k: str(v) for k, v in found.items()})
     for g in deps.git:
-        path = (cwd / g.path / g.name).resolve()
-        if not path.is_dir():
-            raise SetupError(
-                f"{study.path}: git dependency '{g.name}' is not cloned at {path}; `run` does not "
-                f"clone yet: run `git clone {g.url} {path}` first."
-            )
-        locations[g.name] = str(path)
+        locations[g.name] = str(dependency_dir(study, g, locations, base=cwd))
     return locations
+
+
+def acquire_dependencies(
+    study: Study,
+    shas: Mapping[str, str],
+    locations: Mapping[str, str],
+    cwd: Path,
+    cache: Path | None = None,
+) -> None:
+    """Check each git dependency out at its pinned SHA in `<path>/<name>` (as resolve_locations
+    placed it), from `cache` (default: the user's). A checkout made earlier moves to the pin."""
+    if not study.spec.env.dependencies.git:
+        return
+    from reconciler.deps import DependencyError, acquire_git_dependencies, default_cache_dir
+
+    unpinned = [g.name for g in study.spec.env.dependencies.git if g.name not in shas]
+    if unpinned:
+        raise SetupError(f"{study.path}: git dependency {', '.join(unpinned)} was not resolved "
+                         "to a commit")  # fmt: skip
+    try:
+        acquire_git_dependencies(study, shas, cache or default_cache_dir(), locations, base=cwd)
+    except DependencyError as e:
+        raise SetupError(str(e)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +197,16 @@ def create_workspace(
     cwd: Path,
     spec_text: str | None = None,
     locations: Mapping[str, str] | None = None,
+    dependency_shas: Mapping[str, str] | None = None,
+    cache: Path | None = None,
 ) -> Workspace:
     """Validate everything, then write the workspace and its record. Returns the workspace.
 
     GitOps passes the spec text (from a git blob) and the locations (dependencies it has
-    checked out itself); `run` reads both from the disk.
+    checked out itself); `run` reads the spec from the disk, and its git dependencies, pinned to
+    `dependency_shas` (`deps.resolve_git_dependencies` into `cache`), are checked out here, into
+    the workspace or wherever their `path` says, before anything else is written (a failed
+    checkout leaves no workspace behind).
     """
     if study.batch.type not in ADAPTERS:
         raise SetupError(
@@ -189,7 +216,9 @@ def create_workspace(
     lacking = missing(study.batch)
     if lacking:
         raise SetupError(f"{study.path}: {lacking}. Nothing was created.")
+    acquire = locations is None  # `run`: its git dependencies are checked out here
     locations = dict(locations) if locations is not None else resolve_locations(study, root, cwd)
+    shas = dict(dependency_shas or {})
     adapter = get_adapter(
         study.batch.type, root, slots=settings.slots or None, batch=study.batch, study=study.name
     )
@@ -202,7 +231,9 @@ def create_workspace(
     scripts_dir = Path(tempfile.mkdtemp(prefix="reconciler-scripts-")) if settings.usetmp else None
     ws = Workspace(root, scripts_dir, study.batch.type)
     try:
-        _write_files(study, ws, placed, spec_text, settings)
+        if acquire:  # inside the try: a failed checkout leaves no workspace behind
+            acquire_dependencies(study, shas, locations, cwd, cache)
+        _write_files(study, ws, placed, spec_text, settings, dependencies(study, shas, locations))
         adapter.prepare(root)
         store = Store.create(root)
         store.init_study(
@@ -221,6 +252,7 @@ def create_workspace(
             attempts=max(settings.attempts, study.reconcile.retries + 1),
             backoff=study.reconcile.backoff,
             slots=settings.slots,
+            dependency_shas=shas,
         )
         store.add_instances(instance_row(p, i) for i, p in enumerate(placed))
         wsmod.write_status_csv(ws, store.instances())
@@ -238,14 +270,26 @@ def create_workspace(
     return ws
 
 
+def dependencies(
+    study: Study, shas: Mapping[str, str], locations: Mapping[str, str]
+) -> dict[str, Any]:
+    """What `meta/metadata.yaml` records of the git dependencies (URL, ref, pinned SHA, path)."""
+    if not study.spec.env.dependencies.git:
+        return {}
+    from reconciler.deps import describe
+
+    return describe(study, shas, locations)
+
+
 def _write_files(
     study: Study,
     ws: Workspace,
     placed: list[Placed],
     spec_text: str,
     settings: RunSettings,
+    git_dependencies: Mapping[str, Any],
 ) -> None:
-    write_study_files(study, ws, placed, spec_text, settings)
+    write_study_files(study, ws, placed, spec_text, settings, git_dependencies)
     write_instance_scripts(ws, placed)
 
 
@@ -255,6 +299,7 @@ def write_study_files(
     placed: list[Placed],
     spec_text: str,
     settings: RunSettings,
+    git_dependencies: Mapping[str, Any] | None = None,
 ) -> None:
     """The spec copy, batch.info and meta/ (rewritten whole by each GitOps apply)."""
     root = ws.root
@@ -286,6 +331,8 @@ def write_study_files(
             "workspaces": {p.instance.name: p.workspace for p in placed},
             "hashws": settings.hashws,
             "pgen": settings.pgen,
+            # each git dependency's pinned commit (`run` and GitOps alike)
+            **({"git_dependencies": dict(git_dependencies)} if git_dependencies else {}),
         },
     )
     wsmod.write_yaml(ws.meta / "environment.yaml", wsmod.environment_snapshot())

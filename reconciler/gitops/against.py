@@ -7,7 +7,7 @@ fingerprints — so the plan lists exactly what the merge would rerun, add or re
 
 from __future__ import annotations
 
-from reconciler.gitops import deps
+from reconciler import deps
 from reconciler.gitops.reconcile import Reconciler, StudyPlan
 from reconciler.plan.actions import Action, Kind, Plan, Recorded, make_plan
 from reconciler.plan.diff import spec_changes

@@ -38,7 +38,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 import reconciler
-from reconciler.gitops.deps import DependencyError, check_url, harden, redact_url
+from reconciler.deps import DependencyError, check_url, harden, redact_url
 from reconciler.spec import Study
 
 NOTES_REF = "refs/notes/reconciler"

@@ -24,11 +24,12 @@ from typing import Any
 
 from git.exc import GitCommandError
 
+from reconciler import deps
 from reconciler.engine import api
 from reconciler.engine.lock import EngineLock, LockHeld
 from reconciler.engine.reshape import reshape
 from reconciler.engine.setup import RunSettings, SetupError, create_workspace
-from reconciler.gitops import deps, recorded
+from reconciler.gitops import recorded
 from reconciler.gitops.claims import claim
 from reconciler.gitops.placement import PlacementError, Places, allowances
 from reconciler.gitops.provenance import ProvenanceError
@@ -245,6 +246,7 @@ class Reconciler:
             create_workspace(
                 study, ws, RunSettings(throttle=study.reconcile.throttle),
                 cwd=self.source.root, spec_text=text, locations=locations,
+                dependency_shas=sp.shas,
             )  # fmt: skip
             store = Store.open(ws)
             store.update_study(dependency_shas=json.dumps(sp.shas, sort_keys=True), **revision)

@@ -18,7 +18,7 @@ from typing import Any
 import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from reconciler.gitops.deps import harden
+from reconciler.deps import harden
 from reconciler.spec import SpecError, Study, load_study_text
 from reconciler.spec.diagnostics import Collector
 from reconciler.spec.load import decode, parse_yaml

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler import deps
 from reconciler.engine import api
 from reconciler.engine.setup import RunSettings, create_workspace
-from reconciler.gitops import deps, provenance
+from reconciler.gitops import provenance
 from reconciler.gitops.reconcile import Reconciler
 from reconciler.gitops.repo import RepoError
 from reconciler.record.store import Store
@@ -67,7 +68,7 @@ def reproduce(rec: Reconciler, revision: str, study_name: str | None, out: Path)
     for name, got in deps.acquire_git_dependencies(study, shas, rec.cache, locations).items():
         locations[name] = str(got.path)
     create_workspace(study, out.resolve(), RunSettings(), cwd=rec.source.root,
-                     spec_text=f.text, locations=locations)  # fmt: skip
+                     spec_text=f.text, locations=locations, dependency_shas=shas)  # fmt: skip
     api.run_engine(out.resolve())
     recorded = {i["name"]: i.get("fingerprint") for i in entry.get("instances", [])}
     result = Reproduction(study_name, out)

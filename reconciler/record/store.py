@@ -331,6 +331,7 @@ class Store:
         scripts_dir: str | None = None,
         pgen: dict[str, Any] | None = None,
         dry: bool = False,
+        dependency_shas: dict[str, str] | None = None,
         **settings: float,
     ) -> None:
         cols = {
@@ -345,6 +346,7 @@ class Store:
             "scripts_dir": scripts_dir,
             "pgen": None if pgen is None else json.dumps(pgen),
             "locations": json.dumps(locations, sort_keys=True),
+            "dependency_shas": json.dumps(dependency_shas or {}, sort_keys=True),
         }
         cols.update({k: v for k, v in settings.items() if k in SETTINGS and v is not None})
         keys = ", ".join(cols)

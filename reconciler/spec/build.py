@@ -107,6 +107,7 @@ def build_study(
     edges = check.step_edges(spec, index, pos, out)
     steps = check.step_graph(spec, edges, pos, out)
     check.check_parameters(params, pos, out)
+    check.check_git_urls(spec, pos, out)
     pool.check_pool(spec, pos, out)
     ctx = expand.Context(
         spec, pos, params, edges, steps or nx.DiGraph(), out, dict(dependency_shas or {}), hashws

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from reconciler.spec.diagnostics import Collector
+from reconciler.spec.giturl import refusal, refusal_message
 from reconciler.spec.load import Positions
 from reconciler.spec.model import Spec
 from reconciler.spec.names import name_problem, safe_name
@@ -173,6 +174,17 @@ def check_parameters(params: ParameterSet, pos: Positions, out: Collector) -> No
                     "(put '%%' where the value goes)",
                     where,
                 )
+
+
+def check_git_urls(spec: Spec, pos: Positions, out: Collector) -> None:
+    """A git dependency's URL must be one git may fetch without running anything else."""
+    for i, dep in enumerate(spec.env.dependencies.git):
+        why = refusal(dep.url)
+        if why is not None:
+            out.error(
+                refusal_message(dep.url, why, dep.name),
+                lambda i=i: pos.value(("env", "dependencies", "git", i, "url")),
+            )
 
 
 def _close_match(name: str, choices: dict[str, int]) -> str | None:

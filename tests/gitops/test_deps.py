@@ -9,17 +9,19 @@ import git
 import pytest
 from git_helpers import commit, spec
 
-from reconciler.gitops import deps
-from reconciler.gitops.deps import (
+from reconciler import deps
+from reconciler.deps import (
     DependencyError,
     acquire_git_dependencies,
     cache_path,
     check_paths,
     check_url,
     checkout,
+    checkouts,
     resolve_git_dependencies,
 )
-from reconciler.spec import Study, load_study_text
+from reconciler.spec import SpecError, Study, load_study_text
+from reconciler.spec.model import Spec
 
 
 def dep_study(url: str, *, ref: str = "", name: str = "LIB", path: str = "$(OUTPUT_PATH)") -> Study:
@@ -161,12 +163,22 @@ def test_clone_failure_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> No
 def test_refused_urls_never_reach_git(tmp_path: Path, url: str) -> None:
     marker = Path("/tmp/pwned")
     existed = marker.exists()
-    study = dep_study(url.replace("'", "''")) if url and "\n" not in url else None
+    if url and "\n" not in url:
+        # The spec is refused where the URL is written (what `validate` and `run` report) ...
+        with pytest.raises(SpecError) as info:
+            dep_study(url.replace("'", "''"))
+        (error,) = [d for d in info.value.diagnostics if d.severity == "error"]
+        assert "refused" in error.message and error.line == 9
+        # ... and a spec model that skipped those checks is refused again before any fetch.
+        model = Spec.model_validate({
+            "description": {"name": "s", "description": "d"},
+            "env": {"dependencies": {"git": [{"name": "LIB", "path": "x", "url": url}]}},
+            "study": [{"name": "a", "description": "d", "run": {"cmd": "true"}}],
+        })  # fmt: skip
+        with pytest.raises(DependencyError, match="refused"):
+            resolve_git_dependencies(model, tmp_path / "cache")
     with pytest.raises(DependencyError, match="refused"):
-        if study is not None:
-            resolve_git_dependencies(study, tmp_path / "cache")
-        else:
-            check_url(url, "LIB")
+        check_url(url, "LIB")
     assert not (tmp_path / "cache").exists()  # refused before any clone was tried
     assert marker.exists() == existed
 
@@ -273,7 +285,7 @@ def test_failed_checkout_leaves_a_reusable_checkout(tmp_path: Path, dep_remote) 
     with pytest.raises(DependencyError, match="cannot check out"):
         checkout(cache, "f" * 40, dest)
     # The clone is ours and was never checked out: the next apply completes it.
-    assert deps._is_managed(dest) is not None
+    assert checkouts._is_managed(dest) is not None
     checkout(cache, sha, dest)
     assert git.Repo(dest).head.commit.hexsha == sha and (dest / "README").exists()
 

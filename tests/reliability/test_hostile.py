@@ -236,7 +236,7 @@ def test_label_that_sanitises_to_dot_dot(value: str, figures: Any) -> None:
 
 
 def test_git_dependency_name_cannot_leave_its_path(tmp_path: Path, figures: Any) -> None:
-    from reconciler.gitops.deps import dependency_dir
+    from reconciler.deps import dependency_dir
 
     figures.hostile("git dependency name ../../evil")
     text = (
