@@ -22,6 +22,7 @@ from reconciler.cli.common import (
     print_json,
     table_console,
 )
+from reconciler.cli.planview import plan_table, summary
 from reconciler.cli.progress import StudyProgress
 from reconciler.cli.status_view import iso
 from reconciler.record.outputs import FailureReport
@@ -115,9 +116,8 @@ def _markdown(sha: str | None, plans: list[StudyPlan], against: str | None) -> s
         if not changes:
             lines += [f"**{p.name}**: in sync, nothing to do", ""]
             continue
-        c = p.plan.counts() if p.plan else {}
-        summary = ", ".join(f"{n} {k}" for k, n in c.items() if n and k != "keep")
-        lines += [f"**{p.name}**: {summary}", "", "| action | instance | reason |", "|---|---|---|"]
+        head = f"**{p.name}**: {summary(p.plan.counts() if p.plan else {})}"
+        lines += [head, "", "| action | instance | reason |", "|---|---|---|"]
         lines += [f"| {a.kind} | `{a.instance}` | {a.reason} |" for a in changes[:200]]
         if len(changes) > 200:
             lines.append(f"| … | {len(changes) - 200} more | |")
@@ -183,14 +183,7 @@ def _print_text(sha: str | None, plans: list[StudyPlan]) -> None:
         if not changes:
             out.print(f"[bold]{p.name}[/]: [green]Synced[/], nothing to do")
             continue
-        table = Table(title=f"{p.name}: {p.sync}", title_justify="left")
-        for col in ("action", "instance", "reason"):
-            table.add_column(col, overflow="fold")
-        for a in changes:
-            style = {"cancel": "red", "prune": "red", "rerun": "yellow",
-                     "missing": "magenta"}.get(str(a.kind), "")  # fmt: skip
-            table.add_row(f"[{style}]{a.kind}[/]" if style else str(a.kind), a.instance, a.reason)
-        out.print(table)
+        out.print(plan_table(f"{p.name}: {p.sync}", changes))
         if _missing(p):
             out.print(f"{_missing(p)} missing (drift): {HEAL_HINT}", markup=False)
 

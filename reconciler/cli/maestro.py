@@ -16,7 +16,6 @@ import typer
 from reconciler.cli import rerun, status
 from reconciler.cli.common import (
     EXIT_OK,
-    err,
     fail,
     load_or_exit,
     out,
@@ -111,7 +110,9 @@ def _launch(
 
 def run(
     spec: Path = typer.Argument(..., help="The study spec (YAML)."),
-    autoyes: bool = typer.Option(False, "-y", "--autoyes", help="Launch without asking."),
+    autoyes: bool = typer.Option(
+        False, "-y", "--autoyes", help="Launch (or apply a changed spec's plan) without asking."
+    ),
     autono: bool = typer.Option(False, "-n", "--autono", help="Set nothing up; exit."),
     sleeptime: float = typer.Option(
         60,
@@ -137,7 +138,8 @@ def run(
         None,
         "-o",
         "--out",
-        help="Exact workspace directory. An existing one of this study is resumed, never deleted.",
+        help="Exact workspace directory. An existing one of this study is resumed (a changed "
+        "spec: converged to it, after showing the plan), never deleted.",
     ),
     dry: bool = typer.Option(False, "--dry", help="Write workspace and scripts; run nothing."),
     fg: bool = typer.Option(
@@ -164,7 +166,11 @@ def run(
     """Set up a study workspace and run it (in the background unless --fg).
 
     Git dependencies are cloned into `<path>/<name>` (as Maestro does), pinned to a commit
-    recorded in meta/ and the record; path dependencies must exist first.
+    recorded in meta/ and the record; path dependencies must exist first. On an existing
+    workspace of the same study (-o DIR), an unchanged spec resumes; a changed one shows the
+    plan (what reruns and why), asks (or -y; without a terminal -y is required, else exit 2),
+    and converges the workspace to it as `apply` does: only changed instances and their
+    descendants rerun.
     """
     if as_json:
         people_to_stderr()
@@ -186,30 +192,31 @@ def run(
         if as_json:
             print_json({**info, "set_up": False})
         raise typer.Exit(EXIT_OK)
-    if not (autoyes or dry) and sys.stdin.isatty():
-        verb = "resume" if resume else "launch"
-        question = f"Would you like to {verb} the study in {root}?"
-        if not typer.confirm(question, default=True, err=as_json):
-            raise typer.Exit(EXIT_OK)
     settings = {"throttle": throttle, "rlimit": rlimit, "sleep": sleeptime, "attempts": attempts}
-    if resume:
-        store = _open(root)
-        if store.study()["spec_text"] != (cwd / spec).read_text():
-            err.print(
-                "[yellow]warning:[/] the spec differs from the one this workspace was set "
-                "up with; the recorded study is resumed as it was (rerunning changed "
-                "instances is `plan`/`apply`'s job)."
-            )
-        store.close()
+    spec_text = (cwd / spec).read_text()
+    pgen_info = None if pgen is None else {"path": str(pgen.resolve()), "pargs": args}
+    rs = RunSettings(
+        dry=dry, hashws=hashws, usetmp=usetmp, slots=slots or 0, pgen=pgen_info, **settings
+    )  # type: ignore[arg-type]
+    if resume and rerun.unchanged(root, spec_text, pgen_info):
+        _confirm("resume", root, autoyes or dry, as_json)
         api.update(root, **settings)
         out.print(f"Resuming the existing workspace {root}")
+    elif resume:
+        shas = rerun.pin_dependencies(study, root, cwd)
+        study = rerun.pinned(study, spec, pgen, pargs, hashws, shas)
+        go_on = rerun.converge(root, study, shas, spec_text=spec_text,
+                               spec_path=(cwd / spec).resolve(), cwd=cwd, settings=settings,
+                               run_settings=rs, autoyes=autoyes, dry=dry,
+                               ask_on_stderr=as_json)  # fmt: skip
+        if not go_on:  # --dry, or the plan declined: nothing was changed
+            if as_json:
+                print_json({**info, "set_up": False})
+            raise typer.Exit(EXIT_OK)
     else:
         shas = rerun.pin_dependencies(study, root, cwd)  # paths checked, git fetched and pinned
         study = rerun.pinned(study, spec, pgen, pargs, hashws, shas)
-        pgen_info = None if pgen is None else {"path": str(pgen.resolve()), "pargs": args}
-        rs = RunSettings(
-            dry=dry, hashws=hashws, usetmp=usetmp, slots=slots or 0, pgen=pgen_info, **settings
-        )  # type: ignore[arg-type]
+        _confirm("launch", root, autoyes or dry, as_json)
         try:
             create_workspace(study, root, rs, cwd=cwd, dependency_shas=shas)
         except SetupError as e:
@@ -221,6 +228,15 @@ def run(
             print_json({**info, "set_up": True})
         raise typer.Exit(EXIT_OK)
     _launch(root, fg=fg, slots=slots, as_json=as_json, info={**info, "set_up": True})
+
+
+def _confirm(verb: str, root: Path, yes: bool, on_stderr: bool) -> None:
+    """Maestro's prompt (asked at a terminal only); no: exit 0, nothing set up."""
+    if yes or not sys.stdin.isatty():
+        return
+    question = f"Would you like to {verb} the study in {root}?"
+    if not typer.confirm(question, default=True, err=on_stderr):
+        raise typer.Exit(EXIT_OK)
 
 
 def cancel(

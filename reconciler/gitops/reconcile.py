@@ -14,11 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,8 @@ from git.exc import GitCommandError
 
 from reconciler import deps
 from reconciler.engine import api
-from reconciler.engine.lock import EngineLock, LockHeld
-from reconciler.engine.reshape import reshape
+from reconciler.engine.lock import LockHeld
+from reconciler.engine.reshape import held, plan_for, reshape
 from reconciler.engine.setup import RunSettings, SetupError, create_workspace
 from reconciler.gitops import recorded
 from reconciler.gitops.claims import claim
@@ -38,14 +37,10 @@ from reconciler.gitops.repo import RepoError, SpecSource, ensure_excluded
 from reconciler.gitops.repolock import repo_lock
 from reconciler.gitops.settle import commit_exists, provenance_note, settle
 from reconciler.gitops.studyplan import StudyPlan
-from reconciler.plan.actions import Action, Kind, Plan, make_plan
-from reconciler.plan.diff import spec_changes
+from reconciler.plan.actions import Action, Kind, Plan
 from reconciler.plan.states import IN_FLIGHT, State
 from reconciler.record.store import RecordError, Store, is_workspace
-from reconciler.record.workspace import Workspace
 from reconciler.spec import SpecError, Study
-from reconciler.spec.diagnostics import Collector
-from reconciler.spec.load import load_text
 
 # What one study's apply can meet that is that study's trouble, not the command's: reported as
 # a one-line "not applied" for it while the others go on.
@@ -54,7 +49,6 @@ STUDY_ERRORS: tuple[type[BaseException], ...] = (
     deps.DependencyError, ProvenanceError, SpecError, GitCommandError,
 )  # fmt: skip
 STATE_DIR = Path(".reconciler")
-STOP_WAIT = 30.0  # seconds an apply waits for a running engine to let go of a study
 WAITING = {str(s) for s in IN_FLIGHT | {State.INITIALIZED}}
 
 
@@ -163,11 +157,8 @@ class Reconciler:
             sp.error = str(e)
             return
         sp.study = study
-        applied = _applied_spec(sp.record)
-        old_shas = (sp.record or {}).get("dependency_shas") or {}
-        changes = spec_changes(applied, study.spec, old_shas, sp.shas)
-        sp.plan = make_plan(
-            study, view.recorded, changes, tries=study.reconcile.retries + 1,
+        sp.plan = plan_for(
+            study, sp.record, view.recorded, sp.shas, tries=study.reconcile.retries + 1,
             missing=sp.missing, heal=heal or study.reconcile.self_heal,
         )  # fmt: skip
 
@@ -212,7 +203,7 @@ class Reconciler:
         if sp.spec is None:  # the spec is gone: cancel what still runs, keep the rest
             cancels = [a.instance for a in sp.plan.by_kind(Kind.CANCEL)] if sp.plan else []
             if cancels:
-                with _held(ws):
+                with held(ws):
                     store = Store.open(ws)
                     store.apply({n: {"cancel": 1} for n in cancels})
                     store.close()
@@ -251,7 +242,7 @@ class Reconciler:
             store = Store.open(ws)
             store.update_study(dependency_shas=json.dumps(sp.shas, sort_keys=True), **revision)
         else:
-            with _held(ws):
+            with held(ws):
                 reshape(ws, study, sp.plan, spec_text=text, locations=locations,
                         revision=revision, dependency_shas=sp.shas)  # fmt: skip
             store = Store.open(ws)
@@ -356,41 +347,6 @@ def _unchanged(record: dict[str, Any], rev: str, blob: str, shas: dict[str, str]
         and record.get("spec_blob") == blob
         and (record.get("dependency_shas") or {}) == shas
     )
-
-
-def _applied_spec(record: dict[str, Any] | None) -> Any:
-    """The spec the workspace was last applied with (None if it cannot be read any more)."""
-    if record is None:
-        return None
-    # Only the model is compared (deepdiff): no need to expand the old study again.
-    loaded = load_text(record["spec_text"], "applied.yaml", Collector("applied.yaml"))
-    return loaded.spec if loaded is not None else None
-
-
-@contextmanager
-def _held(ws: Path) -> Iterator[None]:
-    """Hold the study's engine lock, asking a running engine on this host to step aside.
-
-    The engine is crash-safe by design (jobs run in their own sessions, state is recorded before
-    every action), so stopping it with SIGTERM loses nothing; it is restarted after the apply.
-    """
-    holder = api.engine_holder(ws)
-    if holder is not None and holder.get("pid") and holder.get("host") == os.uname().nodename:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(holder["pid"]), signal.SIGTERM)
-    deadline = time.monotonic() + STOP_WAIT
-    while True:
-        try:
-            lock = EngineLock(Workspace(ws).lock_file).acquire()
-            break
-        except LockHeld:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 __all__ = ["STATE_DIR", "STUDY_ERRORS", "Reconciler", "StudyPlan"]

@@ -3,6 +3,7 @@ path ones checked before anything is cloned; refused URLs stop `validate` and `r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import git
@@ -147,3 +148,27 @@ def test_validate_and_run_refuse_a_helper_or_option_url(here: Path, url: str) ->
         assert f"{spec}:11:14: git dependency 'LIB' has URL" in " ".join(err.split())
         assert "refused" in err
     assert not (here / "ws").exists() and not (here / "cache").exists()
+
+
+def test_a_moved_branch_reruns_what_uses_it_when_the_spec_changes(here: Path, remote) -> None:  # type: ignore[no-untyped-def]
+    work, url = remote
+    spec = write(here, git_dep(url, ref="branch: main"))
+    assert cli("run", str(spec), "-fg", "-y", "-o", "ws")[0] == 0
+    moved = commit(work, "2")
+    # An unchanged spec resumes as it was (no fetch: the pin stays).
+    code, out, _ = cli("run", str(spec), "-fg", "-y", "-o", "ws")
+    assert code == 0 and "Resuming" in out
+    assert (here / "ws" / "show" / "version.txt").read_text() == "1\n"
+    # An edited spec is planned against the record, dependency pins included.
+    spec.write_text(spec.read_text().replace("a git dependency", "a git dependency, edited"))
+    code, out, err = cli("run", str(spec), "-fg", "-y", "-o", "ws")
+    assert code == 0, out + err
+    assert "moved to" in out and moved[:7] in out  # the reason (wrapped in an 80-column table)
+    assert (here / "ws" / "show" / "version.txt").read_text() == "2\n"
+    assert git.Repo(here / "ws" / "LIB").head.commit.hexsha == moved
+    store = Store.open(here / "ws")
+    try:
+        assert store.study()["dependency_shas"] == {"LIB": moved}
+        assert json.loads(json.dumps(store.study()["dependency_shas"])) == {"LIB": moved}
+    finally:
+        store.close()
