@@ -23,6 +23,8 @@ import typer
 
 from reconciler.cli.common import err, fail, load_or_exit, out
 from reconciler.cli.planview import plan_table, summary
+from reconciler.engine import api
+from reconciler.engine.lock import LockHeld
 from reconciler.engine.reshape import held, plan_for, reshape
 from reconciler.engine.setup import (
     RunSettings,
@@ -118,6 +120,7 @@ def converge(
         store.update_study(control=False, spec_text=spec_text, spec_path=str(spec_path),
                            dependency_shas=json.dumps(shas, sort_keys=True))  # fmt: skip
         store.close()
+        api.update(root, **settings)
         out.print(f"The spec changed, but no instance of {root} is affected; resuming it.")
         return True
     _show(plan, root)
@@ -135,8 +138,10 @@ def converge(
             return False
     try:
         locations = resolve_locations(study, root, cwd)
+        # Checked out before a running engine is stopped (as apply does): a checkout that fails
+        # leaves the study running as it was.
+        acquire_dependencies(study, shas, locations, cwd)
         with held(root):
-            acquire_dependencies(study, shas, locations, cwd)
             applied = reshape(root, study, plan, spec_text=spec_text, locations=locations,
                               revision={}, dependency_shas=shas,
                               settings={**settings, "backoff": study.reconcile.backoff,
@@ -145,7 +150,7 @@ def converge(
             store = Store.open(root)
             store.update_study(control=False, spec_path=str(spec_path))
             store.close()
-    except SetupError as e:
+    except (SetupError, LockHeld) as e:
         fail(str(e))
     moved = f"; previous outputs of {len(applied.archived)} in .reconciler/history/"
     out.print(f"Applied to {root}: {summary(applied.counts)}{moved if applied.archived else ''}")
