@@ -80,13 +80,13 @@ def test_named_branch_tag_and_hash_pins(tmp_path: Path, dep_remote: tuple[git.Re
 
     assert resolve_git_dependencies(dep_study(url, ref="branch: dev"), cache_dir) == {"LIB": dev}
     assert resolve_git_dependencies(dep_study(url, ref="tag: v1.0"), cache_dir) == {"LIB": v1}
-    assert resolve_git_dependencies(dep_study(url, ref=f"hash: {v1[:10]}"), cache_dir) == {
+    assert resolve_git_dependencies(dep_study(url, ref=f"hash: '{v1[:10]}'"), cache_dir) == {
         "LIB": v1
     }
     # A hash is used as is: once cached, the remote is not even asked.
     gone = tmp_path / "dep.git"
     gone.rename(tmp_path / "dep-moved.git")
-    assert resolve_git_dependencies(dep_study(url, ref=f"hash: {v1}"), cache_dir) == {"LIB": v1}
+    assert resolve_git_dependencies(dep_study(url, ref=f"hash: '{v1}'"), cache_dir) == {"LIB": v1}
 
 
 def test_renamed_default_branch_is_followed(
