@@ -6,10 +6,13 @@ thing in the same words.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.markup import escape
 from rich.table import Table
 
-from reconciler.plan.actions import Action
+if TYPE_CHECKING:  # plan.actions brings deepdiff, which every command would pay to import
+    from reconciler.plan.actions import Action
 
 STYLE = {"cancel": "red", "prune": "red", "rerun": "yellow", "missing": "magenta"}
 

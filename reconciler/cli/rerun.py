@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -25,17 +25,17 @@ from reconciler.cli.common import err, fail, load_or_exit, out
 from reconciler.cli.planview import plan_table, summary
 from reconciler.engine import api
 from reconciler.engine.lock import LockHeld
-from reconciler.engine.reshape import held, plan_for, reshape
 from reconciler.engine.setup import (
     RunSettings,
     SetupError,
     acquire_dependencies,
     resolve_locations,
 )
-from reconciler.gitops import recorded
-from reconciler.plan.actions import Plan
 from reconciler.record.store import Store
 from reconciler.spec import Study
+
+if TYPE_CHECKING:
+    from reconciler.plan.actions import Plan
 
 
 def pin_dependencies(study: Study, root: Path, cwd: Path) -> dict[str, str]:
@@ -107,6 +107,10 @@ def converge(
     """Show the plan that takes the workspace to `study`, ask, and apply it. True when the
     workspace is at `study` now (the engine may run it); False when nothing was changed (--dry,
     or the user said no). Exits 2 without a terminal to ask on and without -y."""
+    # Here, not at the top: planning brings deepdiff, which a plain `run` need not import.
+    from reconciler.engine.reshape import held, plan_for, reshape
+    from reconciler.gitops import recorded
+
     view = recorded.read(root, study.name)  # the record as apply reads it (drift included)
     if view.error is not None:
         fail(view.error)
