@@ -7,6 +7,7 @@ the last lines of its stderr and the path of its files. One function makes it fo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from reconciler.plan.states import State
 from reconciler.record.store import InstanceRow, Store
+from reconciler.spec.names import job_name, safe_name
 
 # Instances that ran and failed. BLOCKED ones never ran (counted, not listed); CANCELLED ones
 # were asked to stop.
@@ -37,18 +39,64 @@ def counts_text(counts: Mapping[str, int]) -> str:
 
 
 def output_files(root: Path, row: InstanceRow, job_id: str | None = None) -> tuple[Path, Path]:
-    """(stdout, stderr) of one submission of an instance: `job_id`'s, or the latest one's.
+    """(stdout, stderr) of one submission of an instance: `job_id`'s, or the latest one's. The
+    one place that knows how every adapter names them (status, logs, failure reports, tests)."""
+    return find_outputs(root / row.workspace, row.name, job_id or row.job_id, latest=not job_id)
 
-    Files named after the job (`<instance>.<job id>.out`, as LSF's and Flux's headers write
-    them) win; otherwise the instance's `<instance>.out`/`.err`, which its attempts share.
+
+def find_outputs(
+    folder: Path, name: str, job_id: str | None, *, latest: bool = True
+) -> tuple[Path, Path]:
+    """(stdout, stderr) of instance `name`'s submission `job_id` in its directory `folder`.
+
+    The local adapter writes Maestro's `<instance>.<pid>.out` per attempt (the pid is the job
+    id); LSF and Flux name theirs `<job-name>.<job id>.out`; Slurm, PBS and the pool write one
+    `<job-name>.out` / `<instance>.out` for every attempt (`<instance>` sanitised as the
+    directory is, spec/names.py). So: the files named by the job id; else the shared files;
+    else, for the `latest` attempt, the newest of the instance's output files (a shepherd killed
+    while starting a job leaves them as `<instance>.starting.out`); else where they would be.
     """
-    here = root / row.workspace
-    job = job_id or row.job_id
-    if job:
-        out, err = here / f"{row.name}.{job}.out", here / f"{row.name}.{job}.err"
-        if out.exists() or err.exists():
-            return out, err
-    return here / f"{row.name}.out", here / f"{row.name}.err"
+    prefixes = list(dict.fromkeys((safe_name(name), job_name(name))))
+    job = (job_id or "").removeprefix("local:")
+    if "/" in job:  # a scheduler's id names a file, never a path
+        job = ""
+    bases = [f"{p}.{job}" for p in prefixes] if job else []
+    bases += prefixes  # the attempts' shared files
+    for base in bases:
+        pair = _pair(folder, base)
+        if pair[0].is_file() or pair[1].is_file():
+            return pair
+    if latest:
+        newest = _newest(folder, prefixes)
+        if newest is not None:
+            return _pair(folder, newest)
+    return _pair(folder, bases[0])
+
+
+def _pair(folder: Path, base: str) -> tuple[Path, Path]:
+    return folder / f"{base}.out", folder / f"{base}.err"
+
+
+def _newest(folder: Path, prefixes: Sequence[str]) -> str | None:
+    """The base name of the instance's most recently written `.out`/`.err` file."""
+    newest: tuple[float, str] | None = None
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return None
+    for entry in entries:
+        base, dot, ext = entry.name.rpartition(".")
+        if not dot or ext not in ("out", "err"):
+            continue
+        if not any(entry.name.startswith(f"{p}.") for p in prefixes):
+            continue
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if newest is None or mtime > newest[0]:
+            newest = (mtime, base)
+    return newest[1] if newest is not None else None
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
@@ -183,6 +231,7 @@ __all__ = [
     "FailureReport",
     "counts_text",
     "failure_report",
+    "find_outputs",
     "output_files",
     "plural",
     "study_failures",

@@ -36,7 +36,7 @@ from ruamel.yaml import YAML
 
 from reconciler.record import plainyaml
 from reconciler.record.store import RECORD_DIR, InstanceRow
-from reconciler.spec.names import exit_name, job_name, safe_name, script_name
+from reconciler.spec.names import exit_name, safe_name, script_name
 
 STATUS_COLUMNS = (
     "Step Name",
@@ -74,14 +74,6 @@ _SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL", re.IGNORECA
 def default_root(name: str, base: Path, now: datetime | None = None) -> Path:
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     return base / f"{safe_name(name)}_{stamp}"
-
-
-@dataclass(frozen=True, slots=True)
-class Outputs:
-    """The output files of an instance's latest attempt (None: not written, or not found)."""
-
-    out: Path | None
-    err: Path | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,54 +126,8 @@ class Workspace:
     def exit_file(self, name: str, workspace: str) -> Path:
         return self.root / workspace / exit_name(name)
 
-    def outputs(self, row: InstanceRow) -> Outputs:
-        """The output files of the latest attempt of an instance (see `latest_outputs`)."""
-        return latest_outputs(self.root / row.workspace, row.name, row.job_id)
-
     def engine_log(self, study_name: str) -> Path:
         return self.logs / f"{safe_name(study_name)}.log"
-
-
-def latest_outputs(folder: Path, name: str, job_id: str | None) -> Outputs:
-    """The output files of the latest attempt of instance `name` in its directory `folder`: what
-    status, logs and tests read (the one place that knows how every adapter names them).
-
-    The local adapter writes `<instance>.<pid>.out` per attempt (the pid is the job id); LSF and
-    Flux name theirs `<job-name>.<job id>.out`; Slurm, PBS and the pool write one
-    `<job-name>.out` / `<instance>.out` for every attempt. So: the file named by the recorded job
-    id if there is one, else the newest of the instance's output files.
-    """
-    prefixes = dict.fromkeys((safe_name(name), job_name(name)))
-    job_id = (job_id or "").removeprefix("local:")
-    if job_id and "/" not in job_id:  # a scheduler's id names a file, never a path
-        for prefix in prefixes:
-            found = _pair(folder / f"{prefix}.{job_id}")
-            if found.out is not None or found.err is not None:
-                return found
-    newest: tuple[float, Path] | None = None
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return Outputs(None, None)
-    for entry in entries:
-        # `<prefix>.out`/`.err` or `<prefix>.<anything>.out`/`.err` (startswith covers both)
-        base, dot, ext = entry.name.rpartition(".")
-        if not dot or ext not in ("out", "err"):
-            continue
-        if not any(entry.name.startswith(f"{p}.") for p in prefixes):
-            continue
-        try:
-            mtime = entry.stat(follow_symlinks=False).st_mtime
-        except OSError:
-            continue
-        if newest is None or mtime > newest[0]:
-            newest = (mtime, folder / base)
-    return _pair(newest[1]) if newest is not None else Outputs(None, None)
-
-
-def _pair(base: Path) -> Outputs:
-    out, err = base.with_name(base.name + ".out"), base.with_name(base.name + ".err")
-    return Outputs(out if out.is_file() else None, err if err.is_file() else None)
 
 
 def write_atomic(path: Path, text: str, mode: int | None = None) -> None:

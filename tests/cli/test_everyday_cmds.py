@@ -65,8 +65,10 @@ def test_logs_of_each_attempt(tmp_path: Path) -> None:
     assert code == 2
     code, out, err = cli("logs", str(tmp_path / "ws"), "step", "--attempt", "1", "--err")
     assert code == 0 and "oops" in out
-    assert "write one file" in err  # today both attempts append to step.err: said, not hidden
-    assert cli("logs", str(tmp_path / "ws"), "step", "--attempt", "2")[0] == 0
+    assert "write one file" not in err  # each attempt has its own step.<pid>.err (Maestro's)
+    code, out, _ = cli("logs", str(tmp_path / "ws"), "step", "--attempt", "2")
+    assert code == 0 and out == "try\n"  # the second attempt's stdout alone
+    assert len(list((tmp_path / "ws" / "step").glob("step.*.err"))) == 2
     assert cli("logs", str(tmp_path / "ws"), "step", "--attempt", "3")[0] == 2
 
 
@@ -75,7 +77,7 @@ def test_logs_follow_prints_a_running_instance_until_it_ends(tmp_path: Path) -> 
     ws = tmp_path / "ws"
     assert cli("run", str(spec), "-y", "-o", str(ws))[0] == 0  # a background engine
     deadline = time.monotonic() + 30
-    while not (ws / "step" / "step.out").exists():  # running: it has started writing
+    while not any((ws / "step").glob("step.*.out")):  # running: it has started writing
         assert time.monotonic() < deadline
         time.sleep(0.05)
     argv = [sys.executable, "-m", "reconciler", "logs", str(ws), "step", "-f"]
@@ -147,7 +149,7 @@ def test_run_json(tmp_path: Path) -> None:
     assert data["exit_code"] == 2 and data["counts"] == {"FAILED": 1}
     (bad,) = data["failures"]["instances"]
     assert bad["exit_code"] == 4 and bad["stderr_tail"] == ["bad"]
-    assert bad["stderr"].endswith("/step/step.err")
+    assert bad["stderr"].endswith(f"/step/step.{bad['job_id']}.err")  # step.<pid>.err
     code, out, _ = cli("run", str(spec), "--dry", "--json", "-o", str(tmp_path / "dry"))
     assert code == 0 and json.loads(out)["set_up"] is True
 

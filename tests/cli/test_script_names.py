@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from reconciler.cli.app import app
 from reconciler.cli.maestro import normalize_maestro_argv
+from reconciler.record.outputs import output_files
 from reconciler.record.store import Store
-from reconciler.record.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,9 +61,8 @@ def test_local_names_are_sanitised_like_the_directory(here: Path) -> None:
         f"{stem}.{row.job_id}.err",
         f"{stem}.exit",
     }
-    outputs = Workspace(here / "ws").outputs(row)
-    assert outputs.out is not None and outputs.out.read_text() == "See you later…\n"
-    assert outputs.err is not None and outputs.err.read_text() == "to-err\n"
+    out, err = output_files(here / "ws", row)
+    assert out.read_text() == "See you later…\n" and err.read_text() == "to-err\n"
     with open(here / "ws" / "status.csv") as f:
         names = {r["Step Name"] for r in csv.DictReader(f)}
     assert "say-bye_FAREWELL.See you later…" in names  # status.csv: Maestro's step names

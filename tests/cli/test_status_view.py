@@ -75,7 +75,7 @@ def test_status_names_the_failure_its_exit_code_and_stderr(failing: tuple[Path, 
     code, out, _ = cli("status", str(ws), env={"COLUMNS": "120"})
     assert code == 0
     report = out[out.index("1 instance failed and blocked 1 more:") :]
-    err_file = ws / "simulate-the-thing-at-this-size" / "SIZE.30" / f"{FAILED}.err"
+    (err_file,) = (ws / "simulate-the-thing-at-this-size" / "SIZE.30").glob(f"{FAILED}.*.err")
     assert f"{FAILED}: FAILED, exit code 3, 1 attempt" in report
     assert f"stderr: {err_file}" in report
     assert report.index("reading mesh") < report.index("mesh has 0 cells")

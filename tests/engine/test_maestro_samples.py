@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.record.outputs import output_files
 from reconciler.record.store import Store
-from reconciler.record.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,9 +73,8 @@ def test_sample_tree_matches_maestro(sample: str, tmp_path: Path) -> None:
         files = {p.name for p in (out / row.workspace).iterdir() if p.is_file()}
         ours = {f"{row.name}.sh", f"{row.name}.{row.job_id}.out", f"{row.name}.{row.job_id}.err"}
         assert ours | {f"{row.name}.exit"} <= files
-        assert (
-            Workspace(out).outputs(row).out == out / row.workspace / f"{row.name}.{row.job_id}.out"
-        )
+        stdout, _ = output_files(out, row)
+        assert stdout == out / row.workspace / f"{row.name}.{row.job_id}.out"
 
 
 def test_hashws_directories_match_maestro(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from reconciler.engine import api
 from reconciler.engine.converge import EXIT_OK
 from reconciler.engine.lock import read_holder
 from reconciler.plan.states import IN_FLIGHT, State
-from reconciler.record.workspace import Workspace
+from reconciler.record.outputs import output_files
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,10 +100,12 @@ def test_job_killed_while_no_engine_watches_is_retried(study_dir, tmp_path: Path
     # Each attempt kept its own output, Maestro's `<instance>.<pid>.out`; the latest is found
     # by the job id the record holds.
     assert (root / "a" / f"a.{job}.out").read_text() == f"attempt {job}\n"
-    latest = Workspace(root).outputs(r)
-    assert latest.out == root / "a" / f"a.{r.job_id}.out" and r.job_id != str(job)
-    assert latest.out.read_text() == f"attempt {r.job_id}\n"
-    assert latest.err == root / "a" / f"a.{r.job_id}.err"
+    out, err = output_files(root, r)
+    assert out == root / "a" / f"a.{r.job_id}.out" and r.job_id != str(job)
+    assert out.read_text() == f"attempt {r.job_id}\n"
+    assert err == root / "a" / f"a.{r.job_id}.err" and err.is_file()
+    # An earlier attempt's, by its job id (what `logs --attempt 1` shows).
+    assert output_files(root, r, str(job))[0].read_text() == f"attempt {job}\n"
 
 
 def test_running_job_is_reattached_and_its_exit_recorded(study_dir, tmp_path: Path) -> None:
@@ -123,15 +125,15 @@ def test_running_job_is_reattached_and_its_exit_recorded(study_dir, tmp_path: Pa
     _kill_engine(pid)
     job_id = rows(root)["a"].job_id
     # While no engine runs, the running job's output is found by its recorded job id.
-    running = Workspace(root).outputs(rows(root)["a"])
-    assert running.out == root / "a" / f"a.{job_id}.out"
-    assert running.out.read_text() == "before\n"
+    running, _ = output_files(root, rows(root)["a"])
+    assert running == root / "a" / f"a.{job_id}.out"
+    assert running.read_text() == "before\n"
     (tmp_path / "go").touch()
     assert api.run_engine(root).code == EXIT_OK
     r = rows(root)["a"]
     assert r.job_id == job_id and r.attempts == 1
     assert lines(tmp_path / "runs.txt") == ["done"]
-    assert Workspace(root).outputs(r).out.read_text() == "before\nafter\n"  # type: ignore[union-attr]
+    assert output_files(root, r)[0].read_text() == "before\nafter\n"
 
 
 def test_second_background_engine_is_refused(study_dir) -> None:

@@ -19,6 +19,7 @@ from reconciler.engine import api
 from reconciler.engine.converge import EXIT_OK
 from reconciler.engine.setup import RunSettings, create_workspace
 from reconciler.plan.states import IN_FLIGHT, State
+from reconciler.record.outputs import output_files
 from reconciler.record.workspace import Workspace
 from reconciler.spec import load_study
 
@@ -37,8 +38,8 @@ def test_500_instance_sweep_runs_each_once_on_the_pool(tmp_path: Path) -> None:
     recorded = rows(root)
     assert all(r.state is State.FINISHED and r.attempts == 1 for r in recorded.values())
     assert recorded["sim_X.7"].job_id == "sim_X.7#1"  # a pool task key, not a pid
-    total = Workspace(root).outputs(recorded["total"]).out  # <instance>.<pid>.out: local
-    assert total is not None and total.read_text().strip() == "500"
+    total, _ = output_files(root, recorded["total"])  # <instance>.<pid>.out: local
+    assert total.read_text().strip() == "500"
     # The funnel was not pooled: the local adapter ran it (its job id is a pid).
     assert recorded["total"].job_id.isdigit()
     # The study ended, so its pool was shut down.
@@ -100,7 +101,7 @@ def test_a_killed_worker_has_its_instance_retried_and_recorded(tmp_path: Path) -
     seen = counts(tmp_path)
     assert seen["start 1"] == 2 and seen["end 1"] == 1  # the killed run never ended
     assert all(seen[f"{w} {x}"] == 1 for w in ("start", "end") for x in (2, 3, 4))
-    err = Workspace(root).outputs(r).err  # a pooled instance's <instance>.err
+    _, err = output_files(root, r)  # a pooled instance's <instance>.err
     assert err == root / "sim" / "X.1" / "sim_X.1.err" and "worker" in err.read_text()
 
 

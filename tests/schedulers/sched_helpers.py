@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.plan.states import State
-from reconciler.record.workspace import latest_outputs
+from reconciler.record.outputs import find_outputs
 from reconciler.schedulers.base import Adapter, Job, Observation
 from reconciler.schedulers.batch import BatchAdapter
 from reconciler.spec.instance import Resources
@@ -38,9 +38,9 @@ def make_job(adapter: BatchAdapter, name: str, cmd: str, submission: int = 1, **
 
 def output(job: Job, stream: str = "out") -> str:
     """The latest attempt's output of `job` ("" if none), found as status and logs find it."""
-    found = latest_outputs(job.workdir, job.name, job.job_id)
-    path = found.out if stream == "out" else found.err
-    return path.read_text() if path is not None else ""
+    out, err = find_outputs(job.workdir, job.name, job.job_id)
+    path = out if stream == "out" else err
+    return path.read_text() if path.is_file() else ""
 
 
 def submit(adapter: Adapter, job: Job) -> Job:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.plan.states import State
-from reconciler.record.workspace import latest_outputs
+from reconciler.record.outputs import find_outputs
 from reconciler.schedulers.base import Job, Observation
 from reconciler.schedulers.slurm import SlurmAdapter
 from reconciler.spec.instance import Resources
@@ -47,9 +47,9 @@ def make_job(adapter: SlurmAdapter, name: str, cmd: str, **res: object) -> Job:
 
 def output(job: Job, stream: str = "out") -> str:
     """What Slurm wrote for the job (`<job-name>.out`), found as status and logs find it."""
-    found = latest_outputs(job.workdir, job.name, job.job_id)
-    path = found.out if stream == "out" else found.err
-    return path.read_text() if path is not None else ""
+    out, err = find_outputs(job.workdir, job.name, job.job_id)
+    path = out if stream == "out" else err
+    return path.read_text() if path.is_file() else ""
 
 
 def submit(adapter: SlurmAdapter, job: Job) -> Job:
