@@ -117,9 +117,10 @@ def converge(
     tries = max(int(settings["attempts"]), study.reconcile.retries + 1)
     plan = plan_for(study, view.record, view.recorded, shas, tries=tries, missing=view.missing,
                     heal=study.reconcile.self_heal)  # fmt: skip
-    if not plan.changes:
+    if not plan.work:
         # Nothing of the results depends on the edit (a comment, a description): the record
-        # takes the new spec, the engine (if one runs) is left alone, as `apply` does.
+        # takes the new spec, the engine (if one runs) is left alone, as `apply` does. (Drift,
+        # a finished instance whose directory is gone, is work only with reconcile.self_heal.)
         store = Store.open(root)
         store.update_study(control=False, spec_text=spec_text, spec_path=str(spec_path),
                            dependency_shas=json.dumps(shas, sort_keys=True))  # fmt: skip
