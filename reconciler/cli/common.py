@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from reconciler.spec import SpecError, Study, load_study
+from reconciler.spec.size import MAX_INSTANCES as DEFAULT_MAX_INSTANCES
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -20,6 +21,17 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_OK = 0
 EXIT_CHANGES = 1
 EXIT_USER_ERROR = 2
+
+MAX_INSTANCES_ENV = "RECONCILER_MAX_INSTANCES"
+MAX_INSTANCES = typer.Option(
+    DEFAULT_MAX_INSTANCES,
+    "--max-instances",
+    min=1,
+    envvar=MAX_INSTANCES_ENV,
+    show_default=True,
+    help="Refuse a spec that would expand to more instances than this, before expanding it "
+    f"(also from ${MAX_INSTANCES_ENV}).",
+)
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
@@ -95,6 +107,20 @@ def parse_pargs(pargs: list[str] | None, pgen: Path | None) -> dict[str, str]:
     return parsed
 
 
+def env_max_instances() -> int:
+    """The instance limit for commands without --max-instances (`status --repo`)."""
+    raw = os.environ.get(MAX_INSTANCES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_INSTANCES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        fail(f"${MAX_INSTANCES_ENV} must be a whole number ≥ 1, not {raw!r}")
+    return value
+
+
 def load_or_exit(
     spec: Path,
     pgen: Path | None = None,
@@ -103,6 +129,7 @@ def load_or_exit(
     hashws: bool = False,
     dependency_shas: Mapping[str, str] | None = None,
     warn: bool = True,
+    max_instances: int = DEFAULT_MAX_INSTANCES,
 ) -> Study:
     """Load and expand a spec, or report every error and exit 2."""
     for path in (spec, pgen):
@@ -111,7 +138,12 @@ def load_or_exit(
     args = parse_pargs(pargs, pgen)
     try:
         study = load_study(
-            spec, pgen=pgen, pargs=args, hashws=hashws, dependency_shas=dependency_shas
+            spec,
+            pgen=pgen,
+            pargs=args,
+            hashws=hashws,
+            dependency_shas=dependency_shas,
+            max_instances=max_instances,
         )
     except SpecError as e:
         report_spec_error(e)

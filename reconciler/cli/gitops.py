@@ -14,6 +14,8 @@ from rich.table import Table
 from reconciler.cli.common import (
     EXIT_CHANGES,
     EXIT_OK,
+    MAX_INSTANCES,
+    env_max_instances,
     err,
     fail,
     fit_width,
@@ -55,7 +57,12 @@ HEAL_HINT = (
 
 
 def _reconciler(
-    repo: Path, specs: str, root: Path | None, worktree: bool, allow: list[Path] | None = None
+    repo: Path,
+    specs: str,
+    root: Path | None,
+    worktree: bool,
+    allow: list[Path] | None = None,
+    max_instances: int | None = None,
 ) -> Reconciler:
     if not repo.exists():
         fail(f"{repo} does not exist")
@@ -65,7 +72,9 @@ def _reconciler(
     except ImportError as e:  # GitPython without git
         fail(f"GitOps commands need git on PATH: {' '.join(str(e).split())[:200]}")
     try:
-        return Reconciler(repo, specs=specs, root=root, worktree=worktree, allow=allow or ())
+        limit = max_instances if max_instances is not None else env_max_instances()
+        return Reconciler(repo, specs=specs, root=root, worktree=worktree, allow=allow or (),
+                          max_instances=limit)  # fmt: skip
     except RepoError as e:
         fail(str(e))
 
@@ -140,6 +149,7 @@ def plan(
     fmt: str = typer.Option("text", "--format", help="text or markdown."),
     allow: list[Path] | None = ALLOW,
     self_heal: bool = SELF_HEAL,
+    max_instances: int = MAX_INSTANCES,
 ) -> None:
     """What applying a revision would do, per study, with a reason for every action.
 
@@ -148,7 +158,7 @@ def plan(
     """
     if fmt not in ("text", "markdown"):
         fail(f"--format must be text or markdown, not {fmt!r}")
-    rec = _reconciler(repo, specs, root, worktree, allow)
+    rec = _reconciler(repo, specs, root, worktree, allow, max_instances)
     if against is not None:
         from reconciler.gitops.against import plan_against
         from reconciler.gitops.repo import RepoError
@@ -207,6 +217,7 @@ def apply(
     as_json: bool = typer.Option(
         False, "--json", help="Print each study's outcome as JSON on stdout (messages: stderr)."
     ),
+    max_instances: int = MAX_INSTANCES,
 ) -> None:
     """Converge every study's workspace to a revision: submit, cancel, archive, record.
 
@@ -227,7 +238,7 @@ def apply(
 
     if as_json:
         people_to_stderr()
-    rec = _reconciler(repo, specs, root, worktree, allow)
+    rec = _reconciler(repo, specs, root, worktree, allow, max_instances)
 
     def waiting(holder: dict[str, Any]) -> None:
         err.print(f"waiting: {describe(holder)} holds the repository lock", markup=False)
@@ -445,6 +456,7 @@ def reproduce(
     repo: Path = REPO,
     specs: str = SPECS,
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    max_instances: int = MAX_INSTANCES,
 ) -> None:
     """Run an applied commit's study again in a fresh workspace and compare fingerprints.
 
@@ -459,7 +471,7 @@ def reproduce(
 
     if as_json:
         people_to_stderr()
-    rec = _reconciler(repo, specs, None, False)
+    rec = _reconciler(repo, specs, None, False, max_instances=max_instances)
     try:
         r = run_again(rec, rev, study, out_dir)
     except (RepoError, deps.DependencyError) as e:

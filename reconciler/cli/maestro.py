@@ -16,6 +16,7 @@ import typer
 from reconciler.cli import rerun, status
 from reconciler.cli.common import (
     EXIT_OK,
+    MAX_INSTANCES,
     fail,
     load_or_exit,
     out,
@@ -162,6 +163,7 @@ def run(
     as_json: bool = typer.Option(
         False, "--json", help="Print the outcome as JSON on stdout (messages go to stderr)."
     ),
+    max_instances: int = MAX_INSTANCES,
 ) -> None:
     """Set up a study workspace and run it (in the background unless --fg).
 
@@ -177,9 +179,8 @@ def run(
     if autoyes and autono:
         fail("-y/--autoyes and -n/--autono exclude each other; give one of them.")
     args = parse_pargs(pargs, pgen)
-    study = load_or_exit(
-        spec, pgen, pargs, hashws=hashws
-    )  # every spec error, before anything is created
+    # every spec error, before anything is created
+    study = load_or_exit(spec, pgen, pargs, hashws=hashws, max_instances=max_instances)
     cwd = Path.cwd()
     root = choose_root(study, outdir, cwd)
     try:
@@ -193,7 +194,8 @@ def run(
             print_json({**info, "set_up": False})
         raise typer.Exit(EXIT_OK)
     settings = {"throttle": throttle, "rlimit": rlimit, "sleep": sleeptime, "attempts": attempts}
-    spec_text = (cwd / spec).read_text()
+    # the text validated, not a second read of the file (which may have changed since)
+    spec_text = study.text if study.text is not None else (cwd / spec).read_text()
     pgen_info = None if pgen is None else {"path": str(pgen.resolve()), "pargs": args}
     rs = RunSettings(
         dry=dry, hashws=hashws, usetmp=usetmp, slots=slots or 0, pgen=pgen_info, **settings
@@ -204,7 +206,7 @@ def run(
         out.print(f"Resuming the existing workspace {root}")
     elif resume:
         shas = rerun.pin_dependencies(study, root, cwd)
-        study = rerun.pinned(study, spec, pgen, pargs, hashws, shas)
+        study = rerun.pinned(study, spec, pgen, pargs, hashws, shas, max_instances)
         go_on = rerun.converge(root, study, shas, spec_text=spec_text,
                                spec_path=(cwd / spec).resolve(), cwd=cwd, settings=settings,
                                run_settings=rs, autoyes=autoyes, dry=dry,
@@ -215,7 +217,7 @@ def run(
             raise typer.Exit(EXIT_OK)
     else:
         shas = rerun.pin_dependencies(study, root, cwd)  # paths checked, git fetched and pinned
-        study = rerun.pinned(study, spec, pgen, pargs, hashws, shas)
+        study = rerun.pinned(study, spec, pgen, pargs, hashws, shas, max_instances)
         _confirm("launch", root, autoyes or dry, as_json)
         try:
             create_workspace(study, root, rs, cwd=cwd, dependency_shas=shas)

@@ -70,13 +70,15 @@ def pinned(
     pargs: list[str] | None,
     hashws: bool,
     shas: dict[str, str],
+    max_instances: int,
 ) -> Study:
     """The study again, with its git dependencies' commits in every fingerprint."""
     if not shas:
         return study
     # A second expansion (and --pgen run): fingerprints need the pins, known only after the
     # first load told us what to fetch. Warnings were reported by the first.
-    return load_or_exit(spec, pgen, pargs, hashws=hashws, dependency_shas=shas, warn=False)
+    return load_or_exit(spec, pgen, pargs, hashws=hashws, dependency_shas=shas, warn=False,
+                        max_instances=max_instances)  # fmt: skip
 
 
 def unchanged(root: Path, spec_text: str, pgen: dict[str, Any] | None) -> bool:

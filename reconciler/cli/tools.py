@@ -13,6 +13,7 @@ from rich.table import Table
 from reconciler.cli.common import (
     EXIT_OK,
     EXIT_USER_ERROR,
+    MAX_INSTANCES,
     err,
     fail,
     load_or_exit,
@@ -56,6 +57,7 @@ def validate(
     pgen: Path | None = PGEN,
     pargs: list[str] | None = PARGS,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
+    max_instances: int = MAX_INSTANCES,
 ) -> None:
     """Check specs without running anything: every error as FILE:LINE:COL: message.
 
@@ -69,7 +71,7 @@ def validate(
     bad = 0
     for f in files:
         try:
-            study = load_study(f, pgen=pgen, pargs=args)
+            study = load_study(f, pgen=pgen, pargs=args, max_instances=max_instances)
         except SpecError as e:
             bad += 1
             if not as_json:
@@ -109,9 +111,10 @@ def expand(
     pgen: Path | None = PGEN,
     pargs: list[str] | None = PARGS,
     as_json: bool = typer.Option(False, "--json", help="Print the instances as JSON."),
+    max_instances: int = MAX_INSTANCES,
 ) -> None:
     """List the study's instances in topological order (name, workspace, depends)."""
-    study = load_or_exit(spec, pgen, pargs)
+    study = load_or_exit(spec, pgen, pargs, max_instances=max_instances)
     if as_json:
         print_json([i.to_json() for i in study.instances])
         return
@@ -161,9 +164,10 @@ def graph(
     instances: bool = typer.Option(False, "--instances", help="Draw instances, not steps."),
     pgen: Path | None = PGEN,
     pargs: list[str] | None = PARGS,
+    max_instances: int = MAX_INSTANCES,
 ) -> None:
     """Draw the step DAG (or the instance DAG) as DOT, SVG or PNG."""
-    study = load_or_exit(spec, pgen, pargs)
+    study = load_or_exit(spec, pgen, pargs, max_instances=max_instances)
     dot_text = to_dot(study, instances)
     if output is None:
         sys.stdout.write(dot_text)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from reconciler.cli.common import fail
+from reconciler.cli.common import MAX_INSTANCES, fail
 from reconciler.cli.gitops import ALLOW, REPO, ROOT, SPECS
 
 
@@ -31,6 +31,7 @@ def watch(
     allow: list[Path] | None = ALLOW,
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines (terminal, file)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show every pass on the terminal."),
+    max_instances: int = MAX_INSTANCES,
 ) -> None:
     """Follow a branch: apply each new commit, keep engines running, retry, report drift.
 
@@ -49,7 +50,7 @@ def watch(
         watcher = Watcher(
             repo, branch=branch, specs=specs, root=root, interval=interval, fetch=fetch,
             remote=remote, require_signed=require_signed,
-            allow=tuple(str(a) for a in allow or ()),
+            allow=tuple(str(a) for a in allow or ()), max_instances=max_instances,
         )  # fmt: skip
         watcher.acquire()
     except WatchError as e:

@@ -224,8 +224,8 @@ def create_workspace(
     )
     # --hashws directories come from the expansion itself (load_study(hashws=True)).
     placed = render_scripts(study, locations, adapter)
-    if spec_text is None:
-        spec_text = Path(cwd / study.path).read_text()
+    if spec_text is None:  # the text validated, not a second read that may differ
+        spec_text = study.text if study.text is not None else Path(cwd / study.path).read_text()
 
     created_root = not root.exists()
     scripts_dir = Path(tempfile.mkdtemp(prefix="reconciler-scripts-")) if settings.usetmp else None

@@ -41,6 +41,7 @@ from reconciler.plan.actions import Action, Kind, Plan
 from reconciler.plan.states import IN_FLIGHT, State
 from reconciler.record.store import RecordError, Store, is_workspace
 from reconciler.spec import SpecError, Study
+from reconciler.spec.size import MAX_INSTANCES
 
 # What one study's apply can meet that is that study's trouble, not the command's: reported as
 # a one-line "not applied" for it while the others go on.
@@ -64,8 +65,11 @@ class Reconciler:
         root: str | os.PathLike[str] | None = None,
         worktree: bool = False,
         allow: Sequence[str | os.PathLike[str]] = (),
+        max_instances: int = MAX_INSTANCES,
     ) -> None:
-        self.source = SpecSource(repo, specs_dir=specs, worktree=worktree)
+        self.source = SpecSource(
+            repo, specs_dir=specs, worktree=worktree, max_instances=max_instances
+        )
         top = self.source.root
         self.state_dir = top / STATE_DIR
         self.root = Path(root) if root is not None else self.state_dir / "studies"

@@ -21,8 +21,9 @@ from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchP
 from reconciler.deps import harden
 from reconciler.spec import SpecError, Study, load_study_text
 from reconciler.spec.diagnostics import Collector
-from reconciler.spec.load import decode, parse_yaml
+from reconciler.spec.load import MAX_BYTES, decode, parse_yaml, read_spec_bytes
 from reconciler.spec.names import name_problem, normal_name
+from reconciler.spec.size import MAX_INSTANCES
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 # Regular files only: a symlink's blob (mode 120000) holds its target path, not a spec.
@@ -43,6 +44,7 @@ class SpecFile:
     study: Study | None = None
     error: SpecError | None = None
     name: str | None = None  # description.name; best effort when the spec is invalid
+    max_instances: int | None = MAX_INSTANCES  # the limit it was loaded with (see spec/size.py)
 
     @property
     def ok(self) -> bool:
@@ -53,7 +55,9 @@ class SpecFile:
         if self.text is None:
             assert self.error is not None
             raise self.error
-        return load_study_text(self.text, self.path, dependency_shas=dependency_shas)
+        return load_study_text(
+            self.text, self.path, dependency_shas=dependency_shas, max_instances=self.max_instances
+        )
 
 
 @dataclass
@@ -83,7 +87,9 @@ class SpecSource:
         *,
         specs_dir: str | os.PathLike[str] = "specs",
         worktree: bool = False,
+        max_instances: int = MAX_INSTANCES,
     ) -> None:
+        self.max_instances = max_instances
         try:
             self.repo = harden(git.Repo(path, search_parent_directories=True))
         except (InvalidGitRepositoryError, NoSuchPathError) as e:
@@ -151,7 +157,7 @@ class SpecSource:
         if self.worktree:
             if revision is not None:
                 raise RepoError("--worktree reads the files on disk; it takes no revision")
-            result = Revision(None, [self._load(p, t) for p, t in self._from_worktree()])
+            result = Revision(None, list(self._from_worktree()))
         else:
             sha = self.resolve(revision)
             result = Revision(sha, [self._load(p, t) for p, t in self._from_commit(sha)])
@@ -177,9 +183,10 @@ class SpecSource:
             if b.type == "blob" and b.mode in _FILE_MODES and b.path.endswith(SPEC_SUFFIXES)
         ]
         for blob in sorted(blobs, key=lambda b: b.path):
-            yield blob.path, blob.data_stream.read()
+            # One byte over the cap is enough for `decode` to refuse it: never all of a huge blob.
+            yield blob.path, blob.data_stream.read(MAX_BYTES + 1)
 
-    def _from_worktree(self) -> Iterator[tuple[str, bytes]]:
+    def _from_worktree(self) -> Iterator[SpecFile]:
         base = self.root / self.specs_dir
         if not base.is_dir():
             raise RepoError(f"there is no directory '{self.specs_dir or '.'}' in {self.root}")
@@ -193,20 +200,29 @@ class SpecSource:
                     found.append(full.relative_to(self.root).as_posix())
         ignored = set(self.repo.ignored(*found)) if found else set()
         for rel in sorted(found):
-            if rel not in ignored:  # what .gitignore hides is not desired state
-                yield rel, (self.root / rel).read_bytes()
+            if rel in ignored:  # what .gitignore hides is not desired state
+                continue
+            out = Collector(rel)
+            raw = read_spec_bytes(str(self.root / rel), out)  # never a FIFO or a device
+            if raw is None:
+                yield SpecFile(rel, None, "", error=SpecError(out.items),
+                               max_instances=self.max_instances)  # fmt: skip
+            else:
+                yield self._load(rel, raw)
 
     def _load(self, path: str, raw: bytes) -> SpecFile:
         blob = blob_id(raw, self._object_format())
         out = Collector(path)
         text = decode(raw, out)
+        limit = self.max_instances
         if text is None:
-            return SpecFile(path, None, blob, error=SpecError(out.items))
+            return SpecFile(path, None, blob, error=SpecError(out.items), max_instances=limit)
         try:
-            study = load_study_text(text, path)
+            study = load_study_text(text, path, max_instances=limit)
         except SpecError as e:
-            return SpecFile(path, text, blob, error=e, name=_guess_name(text, path))
-        return SpecFile(path, text, blob, study=study, name=study.name)
+            return SpecFile(path, text, blob, error=e, name=_guess_name(text, path),
+                            max_instances=limit)  # fmt: skip
+        return SpecFile(path, text, blob, study=study, name=study.name, max_instances=limit)
 
     def _object_format(self) -> str:
         with self.repo.config_reader("repository") as cr:

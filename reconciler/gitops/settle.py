@@ -64,6 +64,7 @@ def settle(source: SpecSource, sp: StudyPlan) -> bool:
         applied = load_study_text(
             record["spec_text"], sp.spec.path if sp.spec else f"{sp.name}.yaml",
             dependency_shas=record["dependency_shas"],
+            max_instances=None,  # the record's own spec: counted when it was applied
         )  # fmt: skip
     except SpecError:
         return True

@@ -49,6 +49,7 @@ from reconciler.gitops.repolock import RepoLocked, describe
 from reconciler.gitops.watchlog import LOGGER
 from reconciler.plan.actions import Kind
 from reconciler.record.outputs import study_failures
+from reconciler.spec.size import MAX_INSTANCES
 
 INTERVAL = 60.0  # seconds between level-triggered resyncs
 DEBOUNCE = 0.1  # seconds to let a burst of ref events (lock file, rename, reflog) settle
@@ -83,13 +84,17 @@ class Watcher:
     require_signed: bool = False
     debounce: float = DEBOUNCE
     allow: tuple[str, ...] = ()  # the operator's --allow-workspace places
+    max_instances: int = MAX_INSTANCES
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER))
 
     def __post_init__(self) -> None:
         if self.interval <= 0:
             raise WatchError(f"--interval must be more than 0 seconds, not {self.interval}")
         try:
-            self.rec = Reconciler(self.repo, specs=self.specs, root=self.root, allow=self.allow)
+            self.rec = Reconciler(
+                self.repo, specs=self.specs, root=self.root, allow=self.allow,
+                max_instances=self.max_instances,
+            )  # fmt: skip
         except RepoError as e:
             raise WatchError(str(e)) from e
         self.git = self.rec.source.repo

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import networkx as nx
 
-from reconciler.spec import check, expand, pool
+from reconciler.spec import check, expand, pool, size
 from reconciler.spec.diagnostics import Collector, SpecError
 from reconciler.spec.instance import Study
-from reconciler.spec.load import Loaded, decode, load_text
+from reconciler.spec.load import Loaded, decode, load_text, read_spec_bytes
 from reconciler.spec.pgen import ParameterSet, PgenError, from_spec, run_pgen
+from reconciler.spec.size import MAX_INSTANCES
 
 
 def load_study(
@@ -22,17 +23,16 @@ def load_study(
     pargs: Mapping[str, str] | None = None,
     dependency_shas: Mapping[str, str] | None = None,
     hashws: bool = False,
+    max_instances: int | None = MAX_INSTANCES,
 ) -> Study:
-    """Read, validate and expand the spec at `path`. Raises SpecError with every problem."""
+    """Read, validate and expand the spec at `path`. Raises SpecError with every problem.
+
+    A study that would have more than `max_instances` instances is refused before it is
+    expanded (see size.py); None means no limit (for a spec a record already accepted)."""
     file = os.fspath(path)
     out = Collector(file)
-    try:
-        raw = Path(file).read_bytes()
-    except OSError as e:
-        out.error(f"cannot read the spec: {e.strerror or e}")
-        out.raise_if_errors()
-        raise AssertionError("unreachable") from e
-    text = decode(raw, out)
+    raw = read_spec_bytes(file, out)
+    text = decode(raw, out) if raw is not None else None
     out.raise_if_errors()
     assert text is not None
     params: ParameterSet | None = None
@@ -43,9 +43,13 @@ def load_study(
             raise AssertionError("unreachable")
         params = _run_pgen(Path(pgen), loaded, Path(file), pargs or {}, out)
         return build_study(
-            loaded, file, out, params=params, dependency_shas=dependency_shas, hashws=hashws
-        )
-    return load_study_text(text, file, out=out, dependency_shas=dependency_shas, hashws=hashws)
+            loaded, file, out, params=params, dependency_shas=dependency_shas, hashws=hashws,
+            max_instances=max_instances, text=text,
+        )  # fmt: skip
+    return load_study_text(
+        text, file, out=out, dependency_shas=dependency_shas, hashws=hashws,
+        max_instances=max_instances,
+    )  # fmt: skip
 
 
 def load_study_text(
@@ -56,6 +60,7 @@ def load_study_text(
     params: ParameterSet | None = None,
     dependency_shas: Mapping[str, str] | None = None,
     hashws: bool = False,
+    max_instances: int | None = MAX_INSTANCES,
 ) -> Study:
     """Spec text → Study (for specs read from git blobs, tests and fuzzing)."""
     out = out or Collector(file)
@@ -64,8 +69,9 @@ def load_study_text(
         out.raise_if_errors()
         raise AssertionError("unreachable")
     return build_study(
-        loaded, file, out, params=params, dependency_shas=dependency_shas, hashws=hashws
-    )
+        loaded, file, out, params=params, dependency_shas=dependency_shas, hashws=hashws,
+        max_instances=max_instances, text=text,
+    )  # fmt: skip
 
 
 def _run_pgen(
@@ -98,6 +104,8 @@ def build_study(
     params: ParameterSet | None = None,
     dependency_shas: Mapping[str, str] | None = None,
     hashws: bool = False,
+    max_instances: int | None = MAX_INSTANCES,
+    text: str | None = None,
 ) -> Study:
     spec, pos = loaded.spec, loaded.positions
     params = params if params is not None else from_spec(spec.parameters)
@@ -123,7 +131,15 @@ def build_study(
     plans = expand.plan_steps(ctx, variables, order)
     expand.used_parameters(ctx, plans, order)
     out.raise_if_errors()  # expansion needs names, edges and tokens that make sense
-    expanded = expand.expand(ctx, plans, order)
+    if max_instances is None:  # a record's own spec: it was counted when it was applied
+        counted = None
+    else:
+        used = {name: plan.used for name, plan in plans.items()}
+        measured = size.measure(params, used, ctx.edges, order, max_instances)
+        size.check(spec, pos, out, measured, max_instances)
+        out.raise_if_errors()  # before a single instance is made
+        counted = measured.combos
+    expanded = expand.expand(ctx, plans, order, counted)
     pool.check_fit(spec, expanded.instances, pos, out)
     out.raise_if_errors()
     return Study(
@@ -133,6 +149,7 @@ def build_study(
         graph=expanded.graph,
         step_graph=steps,
         warnings=[str(d) for d in out.warnings],
+        text=text,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import networkx as nx
 
-from reconciler.spec import launcher
+from reconciler.spec import launcher, size
 from reconciler.spec.check import Edge
 from reconciler.spec.diagnostics import Collector
 from reconciler.spec.fingerprint import fingerprint
@@ -23,6 +23,7 @@ from reconciler.spec.load import Positions
 from reconciler.spec.model import Exclusive, Spec, Step
 from reconciler.spec.names import NAME_MAX, longest_suffix, safe_name
 from reconciler.spec.pgen import ParameterSet
+from reconciler.spec.size import Combos
 from reconciler.spec.tokens import (
     LAUNCHER,
     OUTPUT_PATH,
@@ -281,9 +282,15 @@ class Expanded:
     graph: nx.DiGraph
 
 
-def expand(ctx: Context, plans: dict[str, StepPlan], order: list[str]) -> Expanded:
+def expand(
+    ctx: Context,
+    plans: dict[str, StepPlan],
+    order: list[str],
+    counted: dict[tuple[str, ...], Combos] | None = None,
+) -> Expanded:
+    """Every instance, in `order`. `counted`: the label rows `size.measure` already found."""
     params = ctx.params
-    rows = params.rows
+    counted = counted if counted is not None else {}
     shell = ctx.spec.batch.shell
     deps = _dependency_identity(ctx)
     # step -> {label key -> instance}, and the representative row of each instance
@@ -294,12 +301,9 @@ def expand(ctx: Context, plans: dict[str, StepPlan], order: list[str]) -> Expand
     for name in order:
         plan = plans[name]
         used = plan.used
-        combos: dict[tuple[str, ...], int] = {}
-        if used:
-            for r in range(rows):
-                combos.setdefault(tuple(params.labels[p][r] for p in used), r)
-        else:
-            combos[()] = -1
+        combos = counted.get(used)
+        if combos is None:
+            combos = counted[used] = size.combos(params, used)
         mine: dict[tuple[str, ...], Instance] = {}
         reported: set[str] = set()
         # Resources usually do not vary by instance: compute once per distinct input.

@@ -91,6 +91,7 @@ class Study:
     graph: nx.DiGraph  # instance DAG (edges parent -> child), nodes are instance names
     step_graph: nx.DiGraph  # step DAG
     warnings: list[str] = field(default_factory=list)
+    text: str | None = None  # the spec text as read (a workspace keeps this copy, not a re-read)
 
     @property
     def name(self) -> str:

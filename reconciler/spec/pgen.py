@@ -127,8 +127,9 @@ def _maestro_shim() -> None:
 
 def run_pgen(file: Path, variables: Mapping[str, Any], kwargs: Mapping[str, str]) -> ParameterSet:
     """Import a pgen file and call its `get_custom_generator(env, **kwargs)`."""
-    if not file.is_file():
-        raise PgenError(f"{file}: no such parameter generator file")
+    if not file.is_file():  # never import a FIFO or a device: it would hang or never end
+        what = "is not a regular file" if file.exists() else "no such parameter generator file"
+        raise PgenError(f"{file}: {what}")
     _maestro_shim()
     spec = importlib.util.spec_from_file_location(f"reconciler_pgen_{file.stem}", file)
     if spec is None or spec.loader is None:
