@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -32,6 +33,32 @@ MAX_INSTANCES = typer.Option(
     help="Refuse a spec that would expand to more instances than this, before expanding it "
     f"(also from ${MAX_INSTANCES_ENV}).",
 )
+
+
+# Time options (seconds) and counts: finite and bounded, so that no stored setting can make an
+# engine's sleep overflow (time.sleep(inf) raises OverflowError) or a record column overflow.
+MAX_SECONDS = 86_400.0  # one day: the longest poll interval or sleep any option accepts
+MAX_COUNT = 1_000_000  # throttle, restarts, attempts, slots
+SECONDS_HELP = "seconds, 0 to 86400 (one day)"
+
+
+def seconds(*, positive: bool = False) -> Callable[..., float | None]:
+    """A typer callback that refuses a time option that is not finite or not in range."""
+
+    def check(param: typer.CallbackParam, value: float | None) -> float | None:
+        if value is None:
+            return None
+        low_ok = value > 0 if positive else value >= 0
+        if not (math.isfinite(value) and low_ok and value <= MAX_SECONDS):
+            name = max(param.opts or [str(param.name)], key=len)
+            low = "more than 0" if positive else "at least 0"
+            fail(
+                f"{name} must be a number of seconds, {low} and at most {MAX_SECONDS:g} (one "
+                f"day); not {value!r}"
+            )
+        return value
+
+    return check
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:

@@ -22,6 +22,7 @@ from reconciler.cli.common import (
     out,
     people_to_stderr,
     print_json,
+    seconds,
     table_console,
 )
 from reconciler.cli.planview import plan_table, summary
@@ -211,8 +212,9 @@ def apply(
     lock_timeout: float = typer.Option(
         600.0,
         "--lock-timeout",
-        min=0,
-        help="Seconds to wait while another apply (or the watcher) holds the repository lock.",
+        callback=seconds(),
+        help="Seconds to wait while another apply (or the watcher) holds the repository lock: "
+        "0 to 86400 (one day).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print each study's outcome as JSON on stdout (messages: stderr)."

@@ -16,13 +16,16 @@ import typer
 from reconciler.cli import rerun, status
 from reconciler.cli.common import (
     EXIT_OK,
+    MAX_COUNT,
     MAX_INSTANCES,
+    SECONDS_HELP,
     fail,
     load_or_exit,
     out,
     parse_pargs,
     people_to_stderr,
     print_json,
+    seconds,
 )
 from reconciler.cli.progress import StudyProgress
 from reconciler.engine import api
@@ -119,21 +122,27 @@ def run(
         60,
         "-s",
         "--sleeptime",
-        min=0,
-        help="Poll interval for scheduler adapters, seconds (local runs react at once).",
+        callback=seconds(),
+        help=f"Poll interval for scheduler adapters, {SECONDS_HELP} (local runs react at once).",
     ),
     throttle: int = typer.Option(
-        0, "-t", "--throttle", min=0, help="Max instances in flight (0 = no limit)."
+        0, "-t", "--throttle", min=0, max=MAX_COUNT, help="Max instances in flight (0 = no limit)."
     ),
     rlimit: int = typer.Option(
         1,
         "-r",
         "--rlimit",
         min=0,
+        max=MAX_COUNT,
         help="Restarts of a timed-out step with `restart:` (0 = unlimited).",
     ),
     attempts: int = typer.Option(
-        1, "-a", "--attempts", min=1, help="Tries per instance (failed ones are retried)."
+        1,
+        "-a",
+        "--attempts",
+        min=1,
+        max=MAX_COUNT,
+        help="Tries per instance (failed ones are retried).",
     ),
     outdir: Path | None = typer.Option(
         None,
@@ -158,7 +167,11 @@ def run(
     ),
     usetmp: bool = typer.Option(False, "--usetmp", help="Write scripts to a temporary directory."),
     slots: int | None = typer.Option(
-        None, "--slots", min=1, help="Local parallel instances (default: number of CPUs)."
+        None,
+        "--slots",
+        min=1,
+        max=MAX_COUNT,
+        help="Local parallel instances (default: number of CPUs).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the outcome as JSON on stdout (messages go to stderr)."
@@ -295,7 +308,9 @@ def cancel(
 def resume(
     root_dir: Path = typer.Argument(..., metavar="DIR", help="A study workspace."),
     fg: bool = typer.Option(False, "--fg", help="Run in the foreground (also `-fg`)."),
-    slots: int | None = typer.Option(None, "--slots", min=1, help="Local parallel instances."),
+    slots: int | None = typer.Option(
+        None, "--slots", min=1, max=MAX_COUNT, help="Local parallel instances."
+    ),
 ) -> None:
     """Carry a study on after its engine stopped; nothing that finished runs again.
 
@@ -317,9 +332,15 @@ def resume(
 
 def update(
     dirs: list[Path] = DIRS,
-    throttle: int | None = typer.Option(None, "--throttle", min=0, help="0 = no limit."),
-    rlimit: int | None = typer.Option(None, "--rlimit", min=0, help="0 = unlimited."),
-    sleep: float | None = typer.Option(None, "--sleep", min=0, help="Poll interval, seconds."),
+    throttle: int | None = typer.Option(
+        None, "--throttle", min=0, max=MAX_COUNT, help="0 = no limit."
+    ),
+    rlimit: int | None = typer.Option(
+        None, "--rlimit", min=0, max=MAX_COUNT, help="0 = unlimited."
+    ),
+    sleep: float | None = typer.Option(
+        None, "--sleep", callback=seconds(), help=f"Poll interval, {SECONDS_HELP}."
+    ),
 ) -> None:
     """Change a running study's throttle, restart limit or poll interval (0 is a value).
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from reconciler.cli.common import MAX_INSTANCES, fail
+from reconciler.cli.common import MAX_INSTANCES, fail, seconds
 from reconciler.cli.gitops import ALLOW, REPO, ROOT, SPECS
 
 
@@ -18,7 +18,11 @@ def watch(
     specs: str = SPECS,
     root: Path | None = ROOT,
     interval: float = typer.Option(
-        60.0, "--interval", help="Seconds between full resyncs (and fetches, with --fetch)."
+        60.0,
+        "--interval",
+        callback=seconds(positive=True),
+        help="Seconds between full resyncs (and fetches, with --fetch): more than 0, at most "
+        "86400 (one day).",
     ),
     once: bool = typer.Option(False, "--once", help="One full pass, then exit."),
     fetch: bool = typer.Option(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from reconciler.engine.policies import Policy
+from reconciler.engine.policies import Policy, clamp_seconds
 from reconciler.engine.view import View
 from reconciler.plan.states import BLOCKING, IN_FLIGHT, State
 from reconciler.record.store import DYNAMIC, Event, InstanceRow, Store
@@ -36,6 +37,7 @@ from reconciler.record.workspace import StatusWriter, Workspace
 from reconciler.schedulers import get_adapter
 from reconciler.schedulers.base import Adapter, Job, SchedulerError, SubmitError
 from reconciler.spec.model import Batch
+from reconciler.spec.walltime import MAX_SECONDS as MAX_WALLTIME
 from reconciler.spec.walltime import walltime_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3
@@ -84,6 +86,7 @@ class Engine:
         )
         self._retry_cancel: list[InstanceRow] = []
         self._scheduler_error = ""
+        self._warned: set[str] = set()  # clamped settings already reported
         self.adapter.prepare(root)
         self.on_pass = on_pass
         # Before the rows: a write that lands after this read is seen as a change next pass.
@@ -97,6 +100,7 @@ class Engine:
         self.policy = Policy.from_settings(self.store.settings())
         self.changes: dict[str, dict[str, Any]] = {}
         self.events: list[Event] = []
+        self._seconds("backoff", 0.0)  # warns about a stored backoff the policy had to clamp
         # An in-flight instance's paths, built once (pathlib joins dominate a pass otherwise:
         # every pass re-observes every in-flight job); dropped when it ends.
         self._paths: dict[str, tuple[Path, Path, Path, Path]] = {}
@@ -139,6 +143,29 @@ class Engine:
             self._scheduler_error = str(e)
             self._event(None, "scheduler-error", str(e))
 
+    def _walltime(self, row: InstanceRow) -> float | None:
+        """The instance's walltime in seconds; one the spec would refuse now (an older record)
+        becomes the longest accepted, with a warning, instead of stopping every pass."""
+        try:
+            return walltime_seconds(row.walltime)
+        except ValueError as e:
+            self._clamped(row, f"{row.name}: {e}; using {MAX_WALLTIME:g} s")
+            return MAX_WALLTIME
+
+    def _seconds(self, name: str, default: float) -> float:
+        """A time setting of the record, clamped to what sleep() takes (warned about once)."""
+        value, why = clamp_seconds(name, self.store.settings()[name], default)
+        if why is not None:
+            self._clamped(None, why)
+        return value
+
+    def _clamped(self, row: InstanceRow | None, why: str) -> None:
+        """Say once (an event in the record, a line in the engine's log) what was clamped."""
+        if why not in self._warned:
+            self._warned.add(why)
+            self._event(row, "setting-clamped", why)
+            print(f"warning: {self.ws.root}: {why}", file=sys.stderr, flush=True)
+
     def _event(self, row: InstanceRow | None, kind: str, detail: str = "") -> None:
         self.events.append(Event(kind, None if row is None else row.name, detail))
 
@@ -164,7 +191,7 @@ class Engine:
             stem=stem,
             exit_file=exit_file,
             submission=row.attempts,
-            walltime=walltime_seconds(row.walltime),
+            walltime=self._walltime(row),
             shell=self.shell,
             job_id=row.job_id,
             start_time=row.start_time,
@@ -229,7 +256,7 @@ class Engine:
 
     def _timeout(self) -> float:
         if self.adapter.poll_interval is not None:
-            return float(self.store.settings()["sleep"]) or self.adapter.poll_interval
+            return self._seconds("sleep", 60.0) or self.adapter.poll_interval
         if self.view.spread:  # a submit failed this pass: propagate it now, not on a wake-up
             return 0.0
         timeout = CONTROL_INTERVAL

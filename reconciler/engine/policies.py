@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,27 @@ from reconciler.plan.states import State
 from reconciler.record.store import InstanceRow
 
 RETRYABLE = frozenset({State.FAILED, State.LOST, State.HWFAILURE})
+MAX_WAIT = 86_400.0  # one day: the longest sleep or backoff wait an engine takes
+
+
+def clamp_seconds(name: str, value: Any, default: float) -> tuple[float, str | None]:
+    """A time setting from the record as the engine may use it, and why it was changed.
+
+    The command line and the spec refuse anything else, but a record written by an older
+    version (or by hand) may hold `inf`, `nan` or 1e300: time.sleep(inf) raises OverflowError,
+    which would stop the engine on every resume. Such a value is clamped, with a warning.
+    """
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return default, f"{name} {value!r} is not a number of seconds; using {default:g}"
+    if math.isnan(seconds):
+        return default, f"{name} is NaN; using {default:g}"
+    if seconds < 0:
+        return 0.0, f"{name} {seconds:g} is negative; using 0"
+    if seconds > MAX_WAIT:
+        return MAX_WAIT, f"{name} {seconds:g} is more than a day; using {MAX_WAIT:g}"
+    return seconds, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +54,7 @@ class Policy:
     def from_settings(cls, s: Mapping[str, Any]) -> Policy:
         return cls(
             attempts=max(1, int(s.get("attempts", 1))),
-            backoff=max(0.0, float(s.get("backoff", 0.0))),
+            backoff=clamp_seconds("backoff", s.get("backoff", 0.0), 0.0)[0],
             rlimit=max(0, int(s.get("rlimit", 1))),
             throttle=max(0, int(s.get("throttle", 0))),
         )
@@ -53,7 +75,8 @@ class Policy:
         if ended in RETRYABLE:
             tries = row.attempts - row.restarts
             if tries < self.attempts:
-                wait = self.backoff * 2 ** max(0, tries - 1)
+                # 2.0 ** 63 at most: an int power of 2 past ~1024 overflows a float.
+                wait = min(self.backoff * 2.0 ** min(max(0, tries - 1), 63), MAX_WAIT)
                 return {
                     "state": State.INITIALIZED,
                     "use_restart": 0,

@@ -57,6 +57,7 @@ TICK = 0.25  # the longest the loop sleeps without checking for SIGTERM/SIGINT
 MAX_BACKOFF = 3600.0  # a failing apply is retried at most this far apart
 LOCK_RETRY = 1.0  # seconds between tries of a pass that found the repository lock taken
 ONCE_LOCK_WAIT = 600.0  # seconds `--once` waits for the repository lock
+MAX_INTERVAL = 86_400.0  # one day: the longest resync interval
 _CHANGES = ("created", "modified", "moved", "deleted")  # not opened/closed: reads are no news
 
 
@@ -88,8 +89,11 @@ class Watcher:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER))
 
     def __post_init__(self) -> None:
-        if self.interval <= 0:
-            raise WatchError(f"--interval must be more than 0 seconds, not {self.interval}")
+        if not 0 < self.interval <= MAX_INTERVAL:  # NaN fails too; inf would overflow sleep()
+            raise WatchError(
+                f"--interval must be more than 0 and at most {MAX_INTERVAL:g} seconds (one day), "
+                f"not {self.interval}"
+            )
         try:
             self.rec = Reconciler(
                 self.repo, specs=self.specs, root=self.root, allow=self.allow,
@@ -395,7 +399,9 @@ class Watcher:
         if outcome.startswith("not applied"):
             f = self._failures.setdefault(key, _Failure())
             f.tries += 1
-            f.next_try = time.monotonic() + min(self.interval * 2 ** (f.tries - 1), MAX_BACKOFF)
+            # 2.0 ** 32 at most: an int power of 2 past ~1024 tries would overflow a float.
+            wait = self.interval * 2.0 ** min(f.tries - 1, 32)
+            f.next_try = time.monotonic() + min(wait, MAX_BACKOFF)
             self._error(("apply", sp.name, sha, outcome), f"{sp.name}: {sha[:12]} {outcome} "
                         "(retried at a later resync)", **where)  # fmt: skip
             return

@@ -108,7 +108,9 @@ class Reaper:
                     for w in self._fds.values()
                     if w.deadline is not None and not w.overdue
                 ]
-            timeout = max(0.0, min(deadlines) - time.time()) if deadlines else -1
+            # At most an hour at a time: epoll refuses (OverflowError) a wait past ~24.8 days,
+            # and a long walltime is reached as well by waking up and looking again.
+            timeout = min(max(0.0, min(deadlines) - time.time()), 3600.0) if deadlines else -1
             if idle_since is not None:  # idle: an add registers its pidfd in `ep`, which wakes us
                 timeout = LINGER
             for fd, _ in ep.poll(timeout):

@@ -611,9 +611,9 @@ _EXPECT = {
     "label": "a string in which '%%' stands for the value, such as 'SIZE.%%'",
     "study": "a non-empty list of steps",
     "type": "one of local, slurm, lsf, flux, pbs",
-    "retries": "an integer ≥ 0",
-    "throttle": "an integer ≥ 0 (0 = no limit)",
-    "backoff": "a number of seconds ≥ 0",
+    "retries": "an integer from 0 to 1000",
+    "throttle": "an integer from 0 (no limit) to 1,000,000",
+    "backoff": "a number of seconds from 0 to 86400 (one day)",
 }
 
 

@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from reconciler.spec.names import normal_name
 from reconciler.spec.pool import Pool
 
+MAX_RETRIES = 1000
+MAX_COUNT = 1_000_000  # a throttle; the command line's counts have the same bound
+MAX_SECONDS = 86_400.0  # one day: the longest backoff (and poll interval) accepted
+
 VAR_REF = re.compile(r"^\$\(\w+\)$")
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
@@ -172,9 +176,10 @@ class Reconcile(Closed):
 
     prune: bool = False
     suspend: bool = False
-    retries: Annotated[int, Field(ge=0)] = 0
-    backoff: Annotated[float, Field(ge=0)] = 0.0
-    throttle: Annotated[int, Field(ge=0)] = 0
+    # Bounded: a record column or an engine's sleep must never overflow (issue #14).
+    retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] = 0
+    backoff: Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)] = 0.0
+    throttle: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 0
     workspace: str | None = None
     self_heal: bool = False
 

@@ -80,7 +80,7 @@ class Pool(BaseModel):
     bank: NonEmpty | None = None
     interface: NonEmpty | None = None
     directives: list[NonEmpty] = Field(default_factory=list)
-    idle: Annotated[float, Field(ge=0)] = 300.0
+    idle: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] = 300.0
 
     @field_validator("steps", "directives", mode="before")
     @classmethod
