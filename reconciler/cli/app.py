@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from reconciler import __version__
-from reconciler.cli.common import err, reset_consoles
+from reconciler.cli.common import err, reset_consoles, u
 from reconciler.record import eventlog
 
 try:  # typer ≥ 0.24 carries its own copy of click
@@ -103,10 +103,10 @@ class Group(TyperGroup):
             if e.ctx is not None:
                 typer.echo(e.ctx.get_usage(), err=True)
                 typer.echo(f"Try '{e.ctx.command_path} --help' for help.", err=True)
-            err.print(f"[bold red]error:[/] {e.format_message()}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {u(e.format_message())}", markup=True, highlight=False)
             sys.exit(e.exit_code)
         except click_errors.ClickException as e:
-            err.print(f"[bold red]error:[/] {e.format_message()}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {u(e.format_message())}", markup=True, highlight=False)
             sys.exit(e.exit_code)
         except typer.Abort:
             err.print("aborted", markup=False)

@@ -12,8 +12,10 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from reconciler.spec import SpecError, Study, load_study
+from reconciler.spec.printable import printable
 from reconciler.spec.size import MAX_INSTANCES as DEFAULT_MAX_INSTANCES
 
 out = Console(highlight=False, soft_wrap=True)
@@ -61,9 +63,21 @@ def seconds(*, positive: bool = False) -> Callable[..., float | None]:
     return check
 
 
+def u(value: object) -> str:
+    """User text (names, paths, messages built from a spec) for a rich markup string: one
+    line, control characters and workflow commands neutralised, `[` not read as markup."""
+    return escape(printable(value, one_line=True))
+
+
+def say_lines(console: Console, text: object, style: str | None = None) -> None:
+    """Multi-line user text (an error with every diagnostic), each line neutralised."""
+    console.print(printable(text), style=style, markup=False, highlight=False)
+
+
 def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
-    """A user mistake: one clear paragraph on stderr and exit 2 (never a traceback)."""
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    """A user mistake: one clear paragraph on stderr and exit 2 (never a traceback). The
+    message may hold user text: it is printed as text, never as markup."""
+    err.print(f"[bold red]error:[/] {escape(printable(message))}", markup=True)
     raise typer.Exit(code)
 
 
@@ -104,21 +118,33 @@ def in_github_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
 
 
+def gh_data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub's runner unescapes it."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def gh_property(text: str) -> str:
+    """A workflow command's property value (file=…): ':' and ',' end a property unescaped."""
+    return gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
 def report_spec_error(e: SpecError) -> None:
-    """Every diagnostic, FILE:LINE:COL first; also as GitHub annotations inside Actions."""
+    """Every diagnostic, FILE:LINE:COL first; also as GitHub annotations inside Actions.
+    A diagnostic prints as one line whatever its spec holds (see spec/printable.py)."""
     for d in e.diagnostics:
         style = "red" if d.severity == "error" else "yellow"
-        err.print(f"[{style}]{d}[/]", markup=True)
+        err.print(str(d), style=style, markup=False, highlight=False)
         if in_github_actions():
             kind = "error" if d.severity == "error" else "warning"
-            # Workflow commands go to stdout; '%', CR and LF must be escaped in the message.
-            msg = d.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            sys.stdout.write(f"::{kind} file={d.file},line={d.line},col={d.col}::{msg}\n")
+            # Workflow commands go to stdout; the message is one escaped line, so nothing in it
+            # can end the command or start another one.
+            where = f"file={gh_property(d.file)},line={d.line},col={d.col}"
+            sys.stdout.write(f"::{kind} {where}::{gh_data(printable(d.message))}\n")
 
 
 def report_warnings(study: Study) -> None:
     for w in study.warnings:
-        err.print(f"[yellow]{w}[/]", markup=True)
+        err.print(printable(w, one_line=True), style="yellow", markup=False, highlight=False)
 
 
 def parse_pargs(pargs: list[str] | None, pgen: Path | None) -> dict[str, str]:

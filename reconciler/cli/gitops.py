@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
+from reconciler.cli import markdown as md
 from reconciler.cli.common import (
     EXIT_CHANGES,
     EXIT_OK,
@@ -22,13 +22,16 @@ from reconciler.cli.common import (
     out,
     people_to_stderr,
     print_json,
+    say_lines,
     seconds,
     table_console,
+    u,
 )
 from reconciler.cli.planview import plan_table, summary
 from reconciler.cli.progress import StudyProgress
 from reconciler.cli.status_view import iso
 from reconciler.record.outputs import FailureReport
+from reconciler.spec.printable import printable
 
 if TYPE_CHECKING:
     from reconciler.gitops.reconcile import Reconciler, StudyPlan
@@ -116,19 +119,24 @@ def plan_json(sha: str | None, plans: list[StudyPlan]) -> dict[str, Any]:
 
 
 def _markdown(sha: str | None, plans: list[StudyPlan], against: str | None) -> str:
-    head = f"### reconciler plan for `{(sha or 'worktree')[:12]}`"
-    lines = [head + (f" against `{against}`" if against else ""), ""]
+    """The PR comment. Every piece of user text goes through `md` (see markdown.py)."""
+    head = f"### reconciler plan for {md.code((sha or 'worktree')[:12])}"
+    lines = [head + (f" against {md.code(against)}" if against else ""), ""]
     for p in plans:
+        name = md.text(p.name)
         if p.error:
-            lines += [f"**{p.name}**: invalid, nothing would change", "", "```", p.error, "```", ""]
+            lines += [f"**{name}**: invalid, nothing would change", "", md.block(p.error), ""]
             continue
         changes = p.plan.changes if p.plan else []
         if not changes:
-            lines += [f"**{p.name}**: in sync, nothing to do", ""]
+            lines += [f"**{name}**: in sync, nothing to do", ""]
             continue
-        head = f"**{p.name}**: {summary(p.plan.counts() if p.plan else {})}"
+        head = f"**{name}**: {summary(p.plan.counts() if p.plan else {})}"
         lines += [head, "", "| action | instance | reason |", "|---|---|---|"]
-        lines += [f"| {a.kind} | `{a.instance}` | {a.reason} |" for a in changes[:200]]
+        lines += [
+            f"| {md.text(a.kind)} | {md.code(a.instance)} | {md.text(a.reason)} |"
+            for a in changes[:200]
+        ]
         if len(changes) > 200:
             lines.append(f"| … | {len(changes) - 200} more | |")
         lines.append("")
@@ -185,14 +193,14 @@ def _print_text(sha: str | None, plans: list[StudyPlan]) -> None:
     out.print(f"revision {sha or 'worktree'}")
     for p in plans:
         if p.error:
-            out.print(f"[bold]{p.name}[/]: [red]not applicable[/] — nothing changes")
-            err.print(p.error, markup=False)
+            out.print(f"[bold]{u(p.name)}[/]: [red]not applicable[/] — nothing changes")
+            say_lines(err, p.error)
             continue
         if p.warning:
-            err.print(f"{p.name}: {p.warning}", markup=False)
+            say_lines(err, f"{p.name}: {p.warning}")
         changes = p.plan.changes if p.plan else []
         if not changes:
-            out.print(f"[bold]{p.name}[/]: [green]Synced[/], nothing to do")
+            out.print(f"[bold]{u(p.name)}[/]: [green]Synced[/], nothing to do")
             continue
         out.print(plan_table(f"{p.name}: {p.sync}", changes))
         if _missing(p):
@@ -261,7 +269,7 @@ def apply(
                 if good and p.workspace is not None:
                     applied.append(p)
                 colour = "green" if good else "red"
-                out.print(f"[bold]{escape(p.name)}[/]: [{colour}]{escape(outcome)}[/]")
+                out.print(f"[bold]{u(p.name)}[/]: [{colour}]{u(outcome)}[/]")
                 results.append({"study": p.name, "workspace": str(p.workspace or ""),
                                 "applied": good, "outcome": outcome})  # fmt: skip
     except RepoLocked as e:
@@ -274,7 +282,7 @@ def apply(
                     rec.finish(p, on_pass=progress.study(p.name))
                 except STUDY_ERRORS as e:
                     ok = False
-                    err.print(f"{p.name}: {one_line(e)}", markup=False)
+                    say_lines(err, f"{p.name}: {one_line(e)}")
         _, after = _plan(rec, sha)
         by_name = {a.name: a for a in after}
         reports: dict[str, FailureReport | None] = {}
@@ -317,10 +325,10 @@ def _print_outcomes(results: list[dict[str, Any]], reports: dict[str, FailureRep
         if r["study"] not in reports:
             continue
         colour = "red" if r["health"] == "Degraded" else "green"
-        out.print(f"[bold]{escape(r['study'])}[/] ended [{colour}]{r['health']}[/]: "
+        out.print(f"[bold]{u(r['study'])}[/] ended [{colour}]{r['health']}[/]: "
                   f"{counts_text(r['counts'])}")  # fmt: skip
         for line in (reports[r["study"]] or FailureReport(Path())).lines():
-            out.print("  " + line, markup=False, style="red")
+            out.print(printable("  " + line), markup=False, style="red")  # job output too
 
 
 def _push(rec: Reconciler, sha: str | None, push: bool) -> bool:
@@ -366,21 +374,20 @@ def repo_status(
     if as_json:
         print_json({"revision": sha, "studies": rows})
         return
-    table = Table(title=f"{rec.source.root} @ {(sha or 'worktree')[:12]}", title_justify="left")
+    table = Table(title=f"{u(rec.source.root)} @ {(sha or 'worktree')[:12]}", title_justify="left")
     for col in ("study", "sync", "health", "applied", "attempted", "instances"):
         table.add_column(col, overflow="fold")
     for row in rows:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(row["counts"].items())) or "—"
-        table.add_row(row["study"], row["sync"], row["health"],
+        table.add_row(u(row["study"]), row["sync"], row["health"],
                       (row["applied_revision"] or "—")[:12],
                       (row["attempted_revision"] or "—")[:12], counts)  # fmt: skip
     out.print(table)
     for row in rows:
         if row["error"]:
-            err.print(f"{row['study']}: {row['error']}", markup=False)
+            say_lines(err, f"{row['study']}: {row['error']}")
         if row["missing"]:
-            err.print(f"{row['study']}: {len(row['missing'])} missing (drift): {HEAL_HINT}",
-                      markup=False)  # fmt: skip
+            say_lines(err, f"{row['study']}: {len(row['missing'])} missing (drift): {HEAL_HINT}")
 
 
 def revision_json(r: dict[str, Any]) -> dict[str, Any]:
@@ -431,12 +438,12 @@ def history(
     if as_json:
         print_json(revs)
         return
-    table = Table(title=f"history of {study}", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=f"history of {u(study)}", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("revision", "applied", "attempted", "outcome"):
         table.add_column(col, overflow="fold", no_wrap=col != "outcome")
     for r in revs:
         if not r["applied"]:
-            what = f"[red]refused:[/] {escape(r['detail']['error'])}"
+            what = f"[red]refused:[/] {u(r['detail']['error'])}"
         elif r["outcome"] is not None:
             ended = _when(r["ended"])
             same_day = ended[:10] == _when(r["attempted"])[:10]
@@ -486,13 +493,14 @@ def reproduce(
             "unrecorded": r.unrecorded, "counts": r.counts,
         })  # fmt: skip
         raise typer.Exit(EXIT_OK if r.identical and r.finished else 2)
-    out.print(f"{r.study}: {len(r.matched)} of {len(r.matched) + len(r.differ) + len(r.unrecorded)}"
-              f" fingerprints identical to {rev}'s; ran into {r.workspace}: "
+    out.print(f"{u(r.study)}: {len(r.matched)} of "
+              f"{len(r.matched) + len(r.differ) + len(r.unrecorded)} fingerprints identical to "
+              f"{u(rev)}'s; ran into {u(r.workspace)}: "
               + ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())))  # fmt: skip
     for name, then, now in r.differ:
-        err.print(f"  {name}: recorded {then}, now {now}", markup=False)
+        err.print(f"  {u(name)}: recorded {u(then)}, now {u(now)}")
     for name in r.unrecorded:
-        err.print(f"  {name}: not in the recorded run", markup=False)
+        err.print(f"  {u(name)}: not in the recorded run")
     raise typer.Exit(EXIT_OK if r.identical and r.finished else 2)
 
 

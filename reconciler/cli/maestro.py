@@ -26,6 +26,7 @@ from reconciler.cli.common import (
     people_to_stderr,
     print_json,
     seconds,
+    u,
 )
 from reconciler.cli.progress import StudyProgress
 from reconciler.engine import api
@@ -40,6 +41,7 @@ from reconciler.engine.setup import (
 from reconciler.plan.states import IN_FLIGHT, State
 from reconciler.record.outputs import counts_text, plural, study_failures
 from reconciler.record.store import RecordError, Store
+from reconciler.spec.printable import printable
 
 MOVING = {str(s) for s in IN_FLIGHT | {State.INITIALIZED}}
 
@@ -89,8 +91,8 @@ def _launch(
         fail(str(api.LockHeld(root / ".reconciler" / "engine.lock", holder)))
     if not fg:
         pid = api.start_background(root, slots=slots)
-        out.print(f"Engine started in the background (pid {pid}) for {root}")
-        out.print(f"Follow it with: reconciler status {root}")
+        out.print(f"Engine started in the background (pid {pid}) for {u(root)}")
+        out.print(f"Follow it with: reconciler status {u(root)}")
         if as_json:
             print_json({**info, "foreground": False, "engine_pid": pid})
         raise typer.Exit(EXIT_OK)
@@ -103,9 +105,9 @@ def _launch(
     except (api.LockHeld, api.EngineStopped) as e:
         fail(str(e))
     report = study_failures(root)
-    out.print(f"Study ended: {counts_text(outcome.counts)} ({root})")
-    for line in report.lines():
-        out.print(line, markup=False, style="red")
+    out.print(f"Study ended: {counts_text(outcome.counts)} ({u(root)})")
+    for line in report.lines():  # instance names and their output: user text
+        out.print(printable(line), markup=False, style="red")
     if as_json:
         print_json({**info, "foreground": True, "engine_pid": None, "exit_code": outcome.code,
                     "counts": outcome.counts, "failures": report.to_json()})  # fmt: skip
@@ -216,7 +218,7 @@ def run(
     if resume and rerun.unchanged(root, spec_text, pgen_info):
         _confirm("resume", root, autoyes or dry, as_json)
         api.update(root, **settings)
-        out.print(f"Resuming the existing workspace {root}")
+        out.print(f"Resuming the existing workspace {u(root)}")
     elif resume:
         shas = rerun.pin_dependencies(study, root, cwd)
         study = rerun.pinned(study, spec, pgen, pargs, hashws, shas, max_instances)
@@ -236,7 +238,7 @@ def run(
             create_workspace(study, root, rs, cwd=cwd, dependency_shas=shas)
         except SetupError as e:
             fail(str(e))
-        out.print(f"Study '{study.name}' set up in {root}")
+        out.print(f"Study '{u(study.name)}' set up in {u(root)}")
     if dry:
         out.print("Dry run: scripts written, nothing run. `reconciler resume` would run them.")
         if as_json:
@@ -300,7 +302,7 @@ def cancel(
         report.append({"workspace": str(root), "cancelled": n, "nothing_to_cancel": not n,
                        "message": message})  # fmt: skip
         if not as_json:
-            out.print(f"{root}: {message}", markup=False)
+            out.print(printable(f"{root}: {message}"), markup=False)
     if as_json:
         print_json(report)
 
@@ -325,7 +327,7 @@ def resume(
         store.update_study(control=False, dry=0)
     store.close()
     if how is not None:
-        out.print(f"{root}: nothing to resume: {how}", markup=False)
+        out.print(printable(f"{root}: nothing to resume: {how}"), markup=False)
         raise typer.Exit(outcome_code(counts) if fg else EXIT_OK)  # --fg: the study's code
     _launch(root, fg=fg, slots=slots)
 
@@ -354,11 +356,11 @@ def update(
         how = ended(store)
         store.close()
         if how is not None:
-            out.print(f"{root}: nothing to update: {how}", markup=False)
+            out.print(printable(f"{root}: nothing to update: {how}"), markup=False)
             continue
         now = api.update(root, throttle=throttle, rlimit=rlimit, sleep=sleep)
         shown = ", ".join(f"{k}={now[k]:g}" for k in ("throttle", "rlimit", "sleep"))
-        out.print(f"{root}: {shown}")
+        out.print(f"{u(root)}: {shown}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+from reconciler.spec.printable import printable
 
 if TYPE_CHECKING:  # plan.actions brings deepdiff, which every command would pay to import
     from reconciler.plan.actions import Action
@@ -19,13 +22,15 @@ STYLE = {"cancel": "red", "prune": "red", "rerun": "yellow", "missing": "magenta
 
 def plan_table(title: str, changes: list[Action]) -> Table:
     """The changes of one study's plan (keep actions are left out by the caller)."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(printable(title, one_line=True)), title_justify="left")
     for col in ("action", "instance", "reason"):
         table.add_column(col, overflow="fold")
     for a in changes:
         style = STYLE.get(str(a.kind), "")
         kind = f"[{style}]{a.kind}[/]" if style else str(a.kind)
-        table.add_row(kind, escape(a.instance), escape(a.reason))  # a name may hold "["
+        # user text: a name may hold "[" (markup), a newline or a workflow command
+        table.add_row(kind, escape(printable(a.instance, one_line=True)),
+                      escape(printable(a.reason, one_line=True)))  # fmt: skip
     return table
 
 

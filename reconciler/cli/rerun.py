@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from reconciler.cli.common import err, fail, load_or_exit, out
+from reconciler.cli.common import err, fail, load_or_exit, out, u
 from reconciler.cli.planview import plan_table, summary
 from reconciler.engine import api
 from reconciler.engine.lock import LockHeld
@@ -128,7 +128,7 @@ def converge(
                            dependency_shas=json.dumps(shas, sort_keys=True))  # fmt: skip
         store.close()
         api.update(root, **settings)
-        out.print(f"The spec changed, but no instance of {root} is affected; resuming it.")
+        out.print(f"The spec changed, but no instance of {u(root)} is affected; resuming it.")
         return True
     _show(plan, root)
     if dry:
@@ -160,7 +160,7 @@ def converge(
     except (SetupError, LockHeld) as e:
         fail(str(e))
     moved = f"; previous outputs of {len(applied.archived)} in .reconciler/history/"
-    out.print(f"Applied to {root}: {summary(applied.counts)}{moved if applied.archived else ''}")
+    out.print(f"Applied to {u(root)}: {summary(applied.counts)}{moved if applied.archived else ''}")
     return True
 
 

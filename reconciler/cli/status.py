@@ -28,6 +28,7 @@ from reconciler.engine.api import engine_holder
 from reconciler.plan.states import IN_FLIGHT, State
 from reconciler.record.outputs import counts_text, failure_report, plural
 from reconciler.record.store import RECORD_DIR, RecordError, Store, is_workspace
+from reconciler.spec.printable import printable
 
 SUMMARY_OVER = 300  # instances; more are summarised unless --all
 RUNNING_SHOWN = 10
@@ -201,7 +202,7 @@ def _view(root: Path, *, states: list[str] | None, steps: list[str] | None, show
         counts = store.counts()
         total = sum(counts.values())
         shown = store.count(states=states, steps=steps) if states or steps else total
-        title = f"{name} — {root}"
+        title = printable(f"{name} — {root}", one_line=True)
         line = f"{plural(total, 'instance')}: {counts_text(counts)} — {_engine(root, counts)}"
         parts: list[RenderableType | str] = []
         if show_all or shown <= SUMMARY_OVER:
@@ -219,7 +220,8 @@ def _view(root: Path, *, states: list[str] | None, steps: list[str] | None, show
         if not states or set(states) & {"FAILED", "TIMEDOUT", "HWFAILURE", "LOST", "BLOCKED"}:
             report = failure_report(store, root, steps=steps)
             if report:
-                parts.append("\n".join(report.lines()))  # plain: paths stay whole to copy
+                # plain: paths stay whole to copy; printable: names and job output are user text
+                parts.append(printable("\n".join(report.lines())))
         if not (show_all or shown <= SUMMARY_OVER):
             parts += _running(store, root, width, styled)
             parts.append(Text(f"Every instance: reconciler status {root} --all; or narrow "
@@ -282,9 +284,9 @@ def _maestro_view(
     root: Path, states: list[str] | None, steps: list[str] | None, show_all: bool, layout: str,
     width: int | None, styled: bool,
 ) -> list[RenderableType | str]:  # fmt: skip
-    every = view.read_status_csv(root / "status.csv")
+    every = [view.safe_row(r) for r in view.read_status_csv(root / "status.csv")]
     rows = _filtered(every, states, steps)
-    title = f"{root} — a Maestro workspace: its status.csv, read-only"
+    title = printable(f"{root} — a Maestro workspace: its status.csv, read-only", one_line=True)
     counts = Counter(r[view.STATE] for r in every)
     line = f"{plural(len(every), 'instance')}: {counts_text(counts)}"
     if show_all or len(rows) <= SUMMARY_OVER:
@@ -311,7 +313,7 @@ def _pool_status(dirs: list[Path], roots: list[Path], as_json: bool) -> None:
     console = out if out.is_terminal else Console(highlight=False, width=1000)
     for root in roots:
         t = pool_view.pool_table(root)
-        console.print(t if t is not None else f"{root}: no worker pool is running")
+        console.print(t if t is not None else Text(printable(f"{root}: no worker pool is running")))
 
 
 __all__ = ["SUMMARY_OVER", "Layout", "status"]

@@ -25,6 +25,7 @@ from rich.text import Text
 from reconciler.plan.states import State
 from reconciler.record.store import InstanceRow, Store
 from reconciler.record.workspace import STATUS_COLUMNS, UNKNOWN, status_row
+from reconciler.spec.printable import printable
 
 LAYOUTS = ("fit", "wide", "flat", "narrow", "legacy")
 EXIT = "Exit"
@@ -54,11 +55,20 @@ STATE_STYLE = {
     "INITIALIZED": "dim",
 }
 Row = Sequence[str]
+# Cells that hold user text (names, workspaces, parameter values): made printable, as one line.
+_USER_TEXT = (NAME, WORKSPACE, _AT["Params"])
+
+
+def safe_row(row: list[str]) -> list[str]:
+    """A row for display: its user-text cells printable (spec/printable.py), as one line."""
+    for i in _USER_TEXT:
+        row[i] = printable(row[i], one_line=True)
+    return row
 
 
 def cells(r: InstanceRow, now: float) -> list[str]:
     """One instance's cells in `COLUMNS` order (Maestro's status.csv columns, then Exit)."""
-    return [*status_row(r, now), UNKNOWN if r.exit_code is None else str(r.exit_code)]
+    return safe_row([*status_row(r, now), UNKNOWN if r.exit_code is None else str(r.exit_code)])
 
 
 def rows_of(records: Iterable[InstanceRow]) -> list[list[str]]:
@@ -233,8 +243,9 @@ def _style(state: str, styled: bool) -> str:
 def table(rows: Sequence[Row], columns: Sequence[str], *, title: str | None = None,
           styled: bool = True, name_width: int | None = None) -> Table:  # fmt: skip
     """A rich table of `columns`. Names wrap at `name_width`; no other cell is cut."""
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-              header_style="bold" if styled else "", title_style="")  # fmt: skip
+    t = Table(title=None if title is None else Text(title), title_justify="left",
+              box=box.SIMPLE_HEAD, show_edge=False, header_style="bold" if styled else "",
+              title_style="")  # fmt: skip
     short = name_width is not None
     for col in columns:
         head = HEADERS.get(col, col) if short else col
@@ -244,8 +255,8 @@ def table(rows: Sequence[Row], columns: Sequence[str], *, title: str | None = No
             t.add_column(head, no_wrap=True, min_width=_natural(rows, col, short))
     k = list(columns).index("State") if "State" in columns else None
     for r in rows:
-        line: list[Any] = [r[_AT[c]] for c in columns]
-        line[0] = wrap_name(line[0], name_width)
+        line: list[Any] = [Text(r[_AT[c]]) for c in columns]  # text, never rich markup
+        line[0] = Text(wrap_name(r[_AT[columns[0]]], name_width))
         if k is not None:
             line[k] = Text(r[STATE], style=_style(r[STATE], styled))
         t.add_row(*line)

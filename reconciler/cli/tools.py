@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from reconciler.cli.common import (
     parse_pargs,
     print_json,
     report_spec_error,
+    u,
 )
 from reconciler.record.outputs import plural
 from reconciler.spec import SpecError, Study, load_study
@@ -33,23 +35,50 @@ PARGS = typer.Option(None, "--pargs", help="KEY:VALUE passed to the generator (r
 
 
 def spec_files(paths: list[Path]) -> list[Path]:
-    """Files as given, and every *.yaml / *.yml under directories (sorted, hidden dirs skipped)."""
+    """Files as given, and every *.yaml / *.yml under directories (sorted, hidden entries
+    skipped).
+
+    A path given on the command line is read even if it is a symlink: the user named it. Under
+    a directory, symlinks (to files or directories) are skipped with a warning, as GitOps mode
+    skips them: a committed link may point anywhere on the machine that runs `validate`, and
+    its target is not the repo's content. Other entries with a spec's suffix (a FIFO, a
+    device) are kept, for `load_study` to refuse them by name.
+    """
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                rel = f.relative_to(p).parts
-                if (
-                    f.suffix in SPEC_SUFFIXES
-                    and f.is_file()
-                    and not any(part.startswith(".") for part in rel)
-                ):
-                    found.append(f)
-        elif p.exists():
+            found += _specs_under(p)
+        elif p.exists() or p.is_symlink():
             found.append(p)
         else:
             fail(f"{p} does not exist")
     return found
+
+
+def _specs_under(top: Path) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(top):  # never follows a symlinked directory
+        here = Path(dirpath)
+        for name in sorted(dirnames):
+            if (here / name).is_symlink() and not name.startswith("."):
+                _skip_link(here / name)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            f = here / name
+            if name.startswith(".") or f.suffix not in SPEC_SUFFIXES:
+                continue
+            if f.is_symlink():
+                _skip_link(f)
+            else:
+                found.append(f)
+    return sorted(found)
+
+
+def _skip_link(path: Path) -> None:
+    err.print(
+        f"[yellow]warning:[/] {u(path)}: skipped, a symlink (only files inside the directory "
+        "are validated, as GitOps mode reads them; name a linked spec on its own to validate it)"
+    )
 
 
 def validate(
@@ -86,7 +115,7 @@ def validate(
             continue
         for w in study.warnings:
             if not as_json:
-                err.print(f"[yellow]{w}[/]")
+                err.print(u(w), style="yellow")
         report.append(
             {
                 "file": str(f),
@@ -98,7 +127,7 @@ def validate(
         )
         if not as_json:
             n = plural(len(study.instances), "instance")
-            out.print(f"[green]ok[/] {f}: study '{study.name}', {n}")
+            out.print(f"[green]ok[/] {u(f)}: study '{u(study.name)}', {n}")
     if as_json:
         print_json(report)
     elif len(files) > 1:
@@ -118,13 +147,13 @@ def expand(
     if as_json:
         print_json([i.to_json() for i in study.instances])
         return
-    title = f"{study.name}: {plural(len(study.instances), 'instance')}"
+    title = f"{u(study.name)}: {plural(len(study.instances), 'instance')}"
     table = Table(title=title, title_justify="left")
     for col in ("instance", "workspace", "depends on", "fingerprint"):
         table.add_column(col, overflow="fold")
     for i in study.instances:
         deps = ", ".join(i.depends) if len(i.depends) <= 3 else f"{len(i.depends)} instances"
-        table.add_row(i.name, i.workspace, deps, i.fingerprint[:12])
+        table.add_row(u(i.name), u(i.workspace), u(deps), i.fingerprint[:12])
     out.print(table)
 
 

@@ -15,6 +15,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.spec.printable import printable
+
 LOGGER = "reconciler.watch"
 FIELDS = ("study", "revision")  # extras that log calls pass and the JSON lines carry
 MAX_BYTES = 10 * 1024 * 1024
@@ -26,7 +28,7 @@ class JsonLines(logging.Formatter):
         line = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
-            "message": record.getMessage(),
+            "message": printable(record.getMessage()),
         }
         for name in FIELDS:
             value = getattr(record, name, None)
@@ -37,7 +39,15 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
-PLAIN = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+class Printable(logging.Formatter):
+    """Lines as the format says, with what came from specs (names, errors) made printable:
+    no terminal escapes, no GitHub workflow commands in a CI log (spec/printable.py)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
+PLAIN = Printable("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
 
 
 def configure(log_file: Path, *, json_logs: bool = False, verbose: bool = False) -> logging.Logger:
@@ -65,7 +75,7 @@ def configure(log_file: Path, *, json_logs: bool = False, verbose: bool = False)
         from rich.logging import RichHandler
 
         terminal = RichHandler(show_path=False, markup=False, rich_tracebacks=False)
-        terminal.setFormatter(logging.Formatter("%(message)s"))
+        terminal.setFormatter(Printable("%(message)s"))
     terminal.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.addHandler(terminal)
     return log

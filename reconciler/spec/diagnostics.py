@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from reconciler.spec.printable import printable
+
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
@@ -17,11 +19,12 @@ class Diagnostic:
     severity: str = "error"  # "error" | "warning"
 
     def __str__(self) -> str:
+        """One printable line: the file name and the message come from the user."""
         where = self.file
         if self.line:
             where = f"{self.file}:{self.line}:{self.col}"
         prefix = "" if self.severity == "error" else "warning: "
-        return f"{where}: {prefix}{self.message}"
+        return printable(f"{where}: {prefix}{self.message}", one_line=True)
 
     def to_json(self) -> dict[str, object]:
         return {
