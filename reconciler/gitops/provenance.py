@@ -11,11 +11,18 @@ Writing reads the note, replaces only this study's entry and writes it back, so 
 applied from one commit share the note. Older versions stay in the notes ref's own history
 (`git log -p refs/notes/reconciler`). A plain `git notes --ref reconciler show <sha>` reads it.
 
-Secrets never reach a note. A variable (or parameter, or label) is secret when its name contains
-TOKEN, SECRET, PASSWORD or KEY (any case), or when it is named in the environment variable
-RECONCILER_SECRETS (names separated by commas or spaces) — the spec model is not changed for
-this. Its value becomes `***`, and so does every occurrence of the value inside any other
-string of the note (rendered commands, instance names, workspaces).
+Secrets never reach a note (spec/secrets.py has the rules):
+- a variable, label or parameter is secret when a whole word of its name says so (API_TOKEN,
+  dbPassword, SSH_KEY; not TOKENIZER or MONKEY), or when it is named in the environment
+  variable RECONCILER_SECRETS (names separated by commas or spaces) — the spec model is not
+  changed for this. Its value becomes `***`, and so does every occurrence of the value inside
+  any other string of the note (instance names, workspaces, other variables);
+- in every string of the note, whatever its name, URL credentials (`https://TOKEN@host`,
+  `postgres://app:PW@db`) and well-known token shapes (ghp_…, glpat-…, AKIA…, `Bearer …`,
+  private key blocks) become `***`.
+Names only mask values under `variables`, `parameters` and an instance's `params`: a git
+dependency is never masked by its name, so its SHA and its URL (without credentials) stay for
+`reproduce`.
 """
 
 from __future__ import annotations
@@ -40,13 +47,15 @@ from ruamel.yaml.error import YAMLError
 import reconciler
 from reconciler.deps import DependencyError, check_url, harden, redact_url
 from reconciler.spec import Study
+from reconciler.spec import secrets as secret_rules
 
 NOTES_REF = "refs/notes/reconciler"
 _REMOTE_COPY = "refs/notes/reconciler-remote"  # where push/pull fetch the remote's notes
 FORMAT = 1
-MASK = "***"
-SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
+MASK = secret_rules.MASK
 SECRETS_ENV = "RECONCILER_SECRETS"
+# Mappings whose keys are names a spec chose for values: the only place a name masks a value.
+_NAMED = frozenset({"variables", "labels", "parameters", "params"})
 
 _TIMES = ("submit_time", "start_time", "end_time")  # an instance's times (ISO 8601, UTC)
 # Fields that hold ids, hashes, counts and times: never user text, so never masked inside
@@ -79,13 +88,13 @@ class ProvenanceError(Exception):
 
 
 def secret_names_from_env(environ: Mapping[str, str] | None = None) -> set[str]:
+    """Names listed in RECONCILER_SECRETS, upper-cased."""
     raw = (environ if environ is not None else os.environ).get(SECRETS_ENV, "")
     return {n.upper() for n in re.split(r"[\s,]+", raw) if n}
 
 
 def is_secret_name(name: str, extra: Iterable[str] = ()) -> bool:
-    upper = str(name).upper()
-    return any(w in upper for w in SECRET_WORDS) or upper in {e.upper() for e in extra}
+    return secret_rules.is_secret_name(name, frozenset(e.upper() for e in extra))
 
 
 def secret_values(study: Study, extra: Iterable[str] = ()) -> set[str]:
@@ -117,27 +126,34 @@ def _resolve(text: str, values: Mapping[str, str]) -> str:
 
 
 def mask(node: Any, secrets: Iterable[str] = (), extra_names: Iterable[str] = ()) -> Any:
-    """A copy of `node` with secret-named keys' values and every secret value replaced."""
+    """A copy of `node` with the values of secret-named variables, labels and parameters, every
+    secret value, URL credentials and known token shapes replaced (see the module docstring)."""
     values = sorted({s for s in secrets if s}, key=len, reverse=True)  # longest first
-    names = set(extra_names) | secret_names_from_env()
+    names = {n.upper() for n in extra_names} | secret_names_from_env()
 
     def text(s: str) -> str:
         for v in values:
             s = s.replace(v, MASK)
-        return s
+        return secret_rules.mask_text(s)
 
-    def walk(n: Any, key: str | None) -> Any:
-        if key is not None and is_secret_name(key, names):
-            return MASK if not isinstance(n, dict | list) or n else n
+    def walk(n: Any, key: str | None, named: bool) -> Any:
         if isinstance(n, dict):
-            return {(text(k) if isinstance(k, str) else k): walk(v, str(k)) for k, v in n.items()}
+            out: dict[Any, Any] = {}
+            for k, v in n.items():
+                if named and is_secret_name(str(k), names):
+                    out[text(k) if isinstance(k, str) else k] = (
+                        MASK if not isinstance(v, dict | list) or v else v
+                    )
+                else:
+                    out[text(k) if isinstance(k, str) else k] = walk(v, str(k), str(k) in _NAMED)
+            return out
         if isinstance(n, list):
-            return [walk(v, key) for v in n]
+            return [walk(v, key, named) for v in n]
         if isinstance(n, str) and key not in _NOT_TEXT:
             return text(n)
         return n
 
-    return walk(node, None)
+    return walk(node, None, False)
 
 
 # ---- the snapshot --------------------------------------------------------------------------
@@ -459,6 +475,7 @@ __all__ = [
     "push_notes",
     "read_entry",
     "read_note",
+    "secret_names_from_env",
     "secret_values",
     "snapshot",
     "write_note",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from ruamel.yaml import YAML
 from reconciler.record import plainyaml
 from reconciler.record.store import RECORD_DIR, InstanceRow
 from reconciler.spec.names import exit_name, safe_name, script_name
+from reconciler.spec.secrets import MASK, is_secret_name, mask_text
 
 STATUS_COLUMNS = (
     "Step Name",
@@ -68,7 +68,6 @@ ENV_ALLOWLIST = (
     "CONDA_DEFAULT_ENV",
     "PYTHONPATH",
 )
-_SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL", re.IGNORECASE)
 
 
 def default_root(name: str, base: Path, now: datetime | None = None) -> Path:
@@ -179,7 +178,9 @@ def write_yaml(path: Path, data: Any) -> None:
 
 def environment_snapshot(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     env = os.environ if environ is None else environ
-    return {k: ("***" if _SECRET.search(k) else env[k]) for k in ENV_ALLOWLIST if k in env}
+    return {
+        k: (MASK if is_secret_name(k) else mask_text(env[k])) for k in ENV_ALLOWLIST if k in env
+    }
 
 
 # -- status.csv ----------------------------------------------------------------------------

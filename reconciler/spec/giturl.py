@@ -12,7 +12,9 @@ nothing in it may make reconciler run a command of its choosing.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from reconciler.spec.secrets import mask_text
 
 ALLOWED_SCHEMES = frozenset({"https", "ssh", "git", "file"})
 
@@ -22,17 +24,9 @@ _SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._~+-]+@)?[A-Za-z0-9_][A-Za-z0-9._-]*:(?!
 
 
 def redact_url(url: str) -> str:
-    """The URL without a password or token in its user part, for messages and notes."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.scheme and parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-    return url
+    """The URL without credentials (a password, or a token as its user part), for messages
+    and notes; the rules are secrets.py's."""
+    return mask_text(url)
 
 
 def refusal(url: str) -> str | None:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
+import git as gitpython
 
 REPO = Path(__file__).resolve().parents[2]  # this checkout
 
@@ -87,15 +87,15 @@ def reconciler(
         )
 
 
-def make_repo(path: Path, *, bare: bool = False) -> git.Repo:
-    repo = git.Repo.init(path, bare=bare, initial_branch="main")
+def make_repo(path: Path, *, bare: bool = False) -> gitpython.Repo:
+    repo = gitpython.Repo.init(path, bare=bare, initial_branch="main")
     with repo.config_writer() as cw:
         cw.set_value("user", "name", "Test User")
         cw.set_value("user", "email", "test@example.com")
     return repo
 
 
-def commit(repo: git.Repo, files: dict[str, str], message: str = "change") -> str:
+def commit(repo: gitpython.Repo, files: dict[str, str], message: str = "change") -> str:
     """Write the files into the work tree and commit them; the new commit's SHA."""
     root = Path(repo.working_tree_dir or "")
     for rel, text in files.items():
@@ -113,3 +113,20 @@ def spec(name: str, cmd: str = "echo hi", *, env: str = "", extra: str = "") -> 
         f"description:\n  name: {name}\n  description: a test study\n{env_block}"
         f"study:\n  - name: step\n    description: one step\n    run:\n      cmd: {cmd}\n{extra}"
     )
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """The git command line itself (clones, fetches, pushes), as a user would type it."""
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def dependency_remote(tmp_path: Path, name: str = "lib") -> tuple[Path, str]:
+    """A bare repository with one commit, served by file URL: (its path, its URL)."""
+    work = make_repo(tmp_path / f"{name}-work")
+    commit(work, {"README": f"{name} v1\n"}, "v1")
+    bare = tmp_path / f"{name}.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(work.working_tree_dir), str(bare))
+    return bare, bare.as_uri()
