@@ -475,6 +475,9 @@ def reproduce(
     Exit codes: 0 identical fingerprints and every instance finished, 2 otherwise.
     """
     from reconciler import deps
+    from reconciler.engine.api import EngineStopped, LockHeld
+    from reconciler.engine.setup import SetupError
+    from reconciler.gitops import provenance
     from reconciler.gitops.repo import RepoError
     from reconciler.gitops.reproduce import reproduce as run_again
 
@@ -483,7 +486,9 @@ def reproduce(
     rec = _reconciler(repo, specs, None, False, max_instances=max_instances)
     try:
         r = run_again(rec, rev, study, out_dir)
-    except (RepoError, deps.DependencyError) as e:
+    except (RepoError, deps.DependencyError, provenance.ProvenanceError, SetupError) as e:
+        fail(str(e))
+    except (LockHeld, EngineStopped) as e:  # the workspace exists; `resume` carries it on
         fail(str(e))
     if as_json:
         print_json({

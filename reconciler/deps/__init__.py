@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from reconciler.deps.pins import (
         cache_path,
         default_cache_dir,
+        fetch_pinned,
         resolve_git_dependencies,
         resolve_ref,
         update_cache,
@@ -69,6 +70,7 @@ _HOME = {
     "check_paths": "paths",
     "cache_path": "pins",
     "default_cache_dir": "pins",
+    "fetch_pinned": "pins",
     "resolve_git_dependencies": "pins",
     "resolve_ref": "pins",
     "update_cache": "pins",
@@ -96,6 +98,7 @@ __all__ = [
     "default_cache_dir",
     "dependency_dir",
     "describe",
+    "fetch_pinned",
     "git_cmd",
     "harden",
     "redact_url",

@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from git.exc import GitCommandError
@@ -95,11 +95,7 @@ def resolve_ref(cache: Path, dep: GitDependency) -> str:
             raise DependencyError(f"{where}: hash '{dep.hash}' is not a hexadecimal commit id.")
         sha = rev_parse(cache, dep.hash)
         if sha is None and len(dep.hash) == 40:
-            # A commit on no branch or tag: many servers still serve it when asked by id.
-            with contextlib.suppress(GitCommandError):
-                pin = f"{dep.hash}:refs/reconciler/pins/{dep.hash}"  # a ref keeps it from gc
-                git_cmd(cache).fetch("--quiet", "--", dep.url, pin)
-                sha = rev_parse(cache, dep.hash)
+            sha = _fetch_commit(cache, dep.url, dep.hash)
         if sha is None or not sha.lower().startswith(dep.hash.lower()):
             raise DependencyError(
                 f"{where}: commit {dep.hash} is not on any branch or tag of the remote (or is "
@@ -123,6 +119,42 @@ def resolve_ref(cache: Path, dep: GitDependency) -> str:
             "name a branch, tag or hash."
         )
     return sha
+
+
+def _fetch_commit(cache: Path, url: str, sha: str) -> str | None:
+    """Fetch one commit by its full id (many servers serve a commit on no branch or tag when
+    asked by id); a ref under refs/reconciler/pins keeps it from gc. Its SHA, or None."""
+    with contextlib.suppress(GitCommandError):
+        git_cmd(cache).fetch("--quiet", "--", url, f"{sha}:refs/reconciler/pins/{sha}")
+    found = rev_parse(cache, sha)
+    return found if found is not None and found.lower() == sha.lower() else None
+
+
+def fetch_pinned(study: Study | Spec, shas: Mapping[str, str], cache_dir: Path) -> None:
+    """Make sure the cache of every git dependency holds the commit `shas` pins it to, fetching
+    it if needed (`reproduce` in a fresh clone, where no cache exists yet). Every URL is checked
+    before any is fetched; a commit that cannot be had is a DependencyError naming its
+    dependency. Nothing outside the caches is written."""
+    deps = git_dependencies(study)
+    for dep in deps:
+        check_url(dep.url, dep.name)
+    for dep in deps:
+        sha = shas.get(dep.name)
+        where = f"git dependency '{dep.name}' ({redact_url(dep.url)})"
+        if not sha or not _HEX.match(sha):
+            raise DependencyError(
+                f"{where}: no commit is recorded for it, so it cannot be pinned as it was run."
+            )
+        cache = cache_path(Path(cache_dir), dep.url)
+        if (cache / "HEAD").is_file() and rev_parse(cache, sha) == sha.lower():
+            continue  # already here: a commit never changes
+        cache = update_cache(Path(cache_dir), dep.url, dep.name)
+        if rev_parse(cache, sha) != sha.lower() and _fetch_commit(cache, dep.url, sha) is None:
+            raise DependencyError(
+                f"{where}: the recorded commit {sha[:12]} is on no branch or tag of the remote "
+                "and the remote does not serve it by id (rewritten history?), so the run "
+                "cannot be reproduced with it."
+            )
 
 
 def _follow_remote_head(cache: Path, url: str) -> str | None:
@@ -170,6 +202,7 @@ def resolve_git_dependencies(study: Study | Spec, cache_dir: Path) -> dict[str, 
 __all__ = [
     "cache_path",
     "default_cache_dir",
+    "fetch_pinned",
     "git_dependencies",
     "resolve_git_dependencies",
     "resolve_ref",

@@ -136,13 +136,23 @@ class SpecSource:
         if rev.startswith("-"):
             raise RepoError(f"revision '{rev}' looks like an option, not a commit")
         try:
-            return self.repo.commit(rev).hexsha
+            # git itself, not GitPython's rev_parse: in a shallow clone GitPython names the
+            # parent of the oldest commit (HEAD~1) although its object is not there.
+            return str(self.repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}"))
         except (BadName, ValueError, GitCommandError) as e:
             if rev == "HEAD" and not self.repo.head.is_valid():
                 raise RepoError(
                     f"{self.root} has no commits yet; commit the specs first (or use --worktree)."
                 ) from e
-            raise RepoError(f"'{rev}' is not a commit of {self.root}") from e
+            raise RepoError(f"'{rev}' is not a commit of {self.root}{self._shallow_hint()}") from e
+
+    def _shallow_hint(self) -> str:
+        if not (Path(self.repo.common_dir) / "shallow").exists():
+            return ""
+        return (
+            " (this clone is shallow: older commits are not here; fetch them with "
+            "`git fetch --unshallow`, or `git fetch --deepen N`, or clone with enough depth)"
+        )
 
     # ---- specs ----------------------------------------------------------------------------
 

@@ -1,8 +1,16 @@
 """Reproduce a past run: rebuild a study from the specs at a commit, with the dependency SHAs
-its provenance note recorded, run it into a fresh workspace, and compare fingerprints."""
+its provenance note recorded, run it into a fresh workspace, and compare fingerprints.
+
+It works from any clone that has the commit and the notes (`git fetch origin
+'refs/notes/*:refs/notes/*'`): each git dependency's recorded commit is fetched into the
+cache first (the allow-listed code `apply` uses), and only then is anything made. If any step
+before the run fails, the output directory — which did not exist — does not exist afterwards,
+so the same command can simply be run again.
+"""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,8 +18,8 @@ from reconciler import deps
 from reconciler.engine import api
 from reconciler.engine.setup import RunSettings, create_workspace
 from reconciler.gitops import provenance
-from reconciler.gitops.reconcile import Reconciler
-from reconciler.gitops.repo import RepoError
+from reconciler.gitops.reconcile import STATE_DIR, Reconciler
+from reconciler.gitops.repo import RepoError, ensure_excluded
 from reconciler.record.store import Store
 
 
@@ -35,6 +43,9 @@ class Reproduction:
 
 def reproduce(rec: Reconciler, revision: str, study_name: str | None, out: Path) -> Reproduction:
     """Run the study of `revision` into `out` (which must not exist) and compare."""
+    out = out.absolute()
+    if out.exists() or out.is_symlink():
+        raise RepoError(f"{out} exists; reproduce runs into a fresh directory")
     rev = rec.source.read(revision)
     if rev.sha is None:
         raise RepoError("reproduce needs a commit, not the work tree")
@@ -54,22 +65,24 @@ def reproduce(rec: Reconciler, revision: str, study_name: str | None, out: Path)
         raise RepoError(f"{rev.sha[:12]} has no provenance note for '{study_name}': it was "
                         "never applied, so there is nothing to compare with")  # fmt: skip
     shas = provenance.dependency_shas(entry)
+    if not rec.source.repo.bare:  # the dependency cache must never show as untracked files
+        ensure_excluded(rec.source.repo, f"/{STATE_DIR}/")
+    deps.fetch_pinned(f.study, shas, rec.cache)  # before anything is made: a clone has no cache
     study = f.load(shas)
-    if out.exists():
-        raise RepoError(f"{out} exists; reproduce runs into a fresh directory")
     specroot = rec.source.root / Path(f.path).parent
-    locations = {"OUTPUT_PATH": str(out.resolve()), "SPECROOT": str(specroot)}
-    locations.update(
-        {
-            k: str(v)
-            for k, v in deps.check_paths(study, specroot, text=f.text, locations=locations).items()
-        }
-    )
-    for name, got in deps.acquire_git_dependencies(study, shas, rec.cache, locations).items():
-        locations[name] = str(got.path)
-    create_workspace(study, out.resolve(), RunSettings(), cwd=rec.source.root,
-                     spec_text=f.text, locations=locations, dependency_shas=shas)  # fmt: skip
-    api.run_engine(out.resolve())
+    locations = {"OUTPUT_PATH": str(out), "SPECROOT": str(specroot)}
+    try:
+        found = deps.check_paths(study, specroot, text=f.text, locations=locations)
+        locations.update({k: str(v) for k, v in found.items()})
+        for name, got in deps.acquire_git_dependencies(study, shas, rec.cache, locations).items():
+            locations[name] = str(got.path)
+        create_workspace(study, out, RunSettings(), cwd=rec.source.root, spec_text=f.text,
+                         locations=locations, dependency_shas=shas)  # fmt: skip
+    except BaseException:
+        if out.exists():  # it did not exist when we started: no half-made directory stays
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    api.run_engine(out)
     recorded = {i["name"]: i.get("fingerprint") for i in entry.get("instances", [])}
     result = Reproduction(study_name, out)
     for inst in study.instances:
@@ -80,7 +93,7 @@ def reproduce(rec: Reconciler, revision: str, study_name: str | None, out: Path)
             result.matched.append(inst.name)
         else:
             result.differ.append((inst.name, str(then), inst.fingerprint))
-    store = Store.open(out.resolve())
+    store = Store.open(out)
     result.counts = store.counts()
     store.close()
     return result
