@@ -90,7 +90,10 @@ def _launch(
     if holder is not None:
         fail(str(api.LockHeld(root / ".reconciler" / "engine.lock", holder)))
     if not fg:
-        pid = api.start_background(root, slots=slots)
+        try:
+            pid = api.start_background(root, slots=slots)
+        except OSError as e:  # logs/ replaced by a symlink, or not writable
+            fail(f"cannot start the engine of {root}: {e.strerror or e}")
         out.print(f"Engine started in the background (pid {pid}) for {u(root)}")
         out.print(f"Follow it with: reconciler status {u(root)}")
         if as_json:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler import wsfile
 from reconciler.engine.converge import Engine, Outcome
 from reconciler.engine.lock import EngineLock, LockHeld, holder_if_locked
 from reconciler.record.store import Event, Store
@@ -105,11 +106,11 @@ def start_background(root: Path, *, slots: int | None = None) -> int:
     name = store.study()["name"]
     store.close()
     ws = Workspace(root)
-    ws.logs.mkdir(exist_ok=True)
     args = [sys.executable, "-m", "reconciler.engine", str(root)]
     if slots:
         args += ["--slots", str(slots)]
-    with open(ws.engine_log(name), "ab") as log:
+    # Never through a link a step left at logs/ or at the log itself (wsfile.py).
+    with os.fdopen(wsfile.append(root, ws.engine_log(name)), "ab") as log:
         proc = base.spawn(args, cwd=root, stdout=log, stderr=log)
     return proc.pid
 

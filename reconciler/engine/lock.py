@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler import wsfile
+
 
 class LockHeld(Exception):
     def __init__(self, path: Path, holder: dict[str, Any]) -> None:
@@ -43,7 +45,8 @@ class EngineLock:
 
     def acquire(self) -> EngineLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # The holder's facts are written into it: never through a link left in its place.
+        fd = wsfile.open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         # A few tries: `status` probes the lock for microseconds (holder_if_locked), and that
         # must not make a starting engine believe another one runs.
         for attempt in range(10):

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler import wsfile
 from reconciler.engine import api
 from reconciler.engine.lock import EngineLock, LockHeld
 from reconciler.engine.setup import (
@@ -214,8 +215,8 @@ def _archive(root: Path, workspace: str, stamp: str) -> bool:
     if src is None or not any(src.iterdir()):
         return False
     dest = root / HISTORY / stamp / workspace
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():  # two applies in one second: keep both
+    wsfile.mkdirs(root, dest.parent.relative_to(root))  # real directories, never a planted link
+    if os.path.lexists(dest):  # two applies in one second: keep both
         dest = dest.with_name(f"{dest.name}.{time.monotonic_ns()}")
     src.rename(dest)
     return True

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler import wsfile
 from reconciler.record import workspace as wsmod
 from reconciler.record.store import InstanceRow, RecordError, Store, is_workspace
 from reconciler.record.workspace import Workspace
@@ -301,18 +302,20 @@ def write_study_files(
     settings: RunSettings,
     git_dependencies: Mapping[str, Any] | None = None,
 ) -> None:
-    """The spec copy, batch.info and meta/ (rewritten whole by each GitOps apply)."""
+    """The spec copy, batch.info and meta/ (rewritten whole by each GitOps apply). Every file
+    is written without following a symlink a step may have left in its place (wsfile.py)."""
     root = ws.root
     root.mkdir(parents=True, exist_ok=True)
-    (root / Path(study.path).name).write_text(spec_text)  # verbatim copy
+    wsfile.write(root, root / Path(study.path).name, spec_text)  # verbatim copy
     batch = study.batch.model_dump(exclude_none=True, by_alias=True)
     if study.batch.pool is not None:  # as written: its defaults depend on what was given
         batch["pool"] = study.batch.pool.model_dump(exclude_unset=True, mode="json")
-    wsmod.write_yaml(root / "batch.info", batch)
-    ws.logs.mkdir(exist_ok=True)
-    ws.meta.mkdir(exist_ok=True)
+    wsmod.write_yaml(root / "batch.info", batch, root=root)
+    wsfile.mkdirs(root, "logs")
     wsmod.write_yaml(
-        ws.meta / "parameters.yaml", {p.instance.name: p.instance.params for p in placed}
+        ws.meta / "parameters.yaml",
+        {p.instance.name: p.instance.params for p in placed},
+        root=root,
     )
     steps: dict[str, list[str]] = {}
     used: dict[str, set[str]] = {}
@@ -334,33 +337,38 @@ def write_study_files(
             # each git dependency's pinned commit (`run` and GitOps alike)
             **({"git_dependencies": dict(git_dependencies)} if git_dependencies else {}),
         },
+        root=root,
     )
-    wsmod.write_yaml(ws.meta / "environment.yaml", wsmod.environment_snapshot())
+    wsmod.write_yaml(ws.meta / "environment.yaml", wsmod.environment_snapshot(), root=root)
     if settings.pgen is not None:  # Maestro keeps a copy of the generator with the study
         pgen = Path(settings.pgen["path"])
-        shutil.copyfile(pgen, root / pgen.name)
+        wsfile.write(root, root / pgen.name, pgen.read_bytes())
 
 
 def write_instance_scripts(ws: Workspace, placed: list[Placed]) -> None:
     """Each instance's directory and script(s). Never call it for a running instance: bash
-    reads a script as it runs, so rewriting it under a running job corrupts that job."""
+    reads a script as it runs, so rewriting it under a running job corrupts that job.
+
+    The directories are reached and the scripts opened without following a symlink an earlier
+    step may have planted (wsfile.py): a link where a directory should be is refused."""
     root = ws.root
-    for p in placed:
-        name = p.instance.name
-        instance_dir = root / p.workspace
-        instance_dir.mkdir(parents=True, exist_ok=True)
-        script = ws.script(name, p.workspace)
-        if script.parent != instance_dir:  # --usetmp: scripts live elsewhere
-            script.parent.mkdir(parents=True, exist_ok=True)
-        _write_script(script, p.script)
-        if p.restart is not None:
-            _write_script(ws.script(name, p.workspace, restart=True), p.restart)
+    base = ws.scripts if ws.scripts is not None else root  # --usetmp: scripts live elsewhere
+    with wsfile.Dirs(root) as dirs, wsfile.Dirs(base) as script_dirs:
+        for p in placed:
+            name = p.instance.name
+            if ws.scripts is not None:
+                with dirs.open(p.workspace):  # the instance's directory, made as a real one
+                    pass
+            with script_dirs.open(p.workspace) as dfd:  # ws.script: the one place names them
+                _write_script(dfd, ws.script(name, p.workspace).name, p.script)
+                if p.restart is not None:
+                    _write_script(dfd, ws.script(name, p.workspace, restart=True).name, p.restart)
 
 
-def _write_script(path: Path, text: str) -> None:
-    """Write an executable script: one open, one write, one fchmod (exactly 0755, whatever the
-    umask). A study writes thousands of these, and each path lookup counts."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o755)
+def _write_script(dfd: int, name: str, text: str) -> None:
+    """Write an executable script in the directory `dfd`: one open (never through a link),
+    one write, one fchmod (exactly 0755, whatever the umask). A study writes thousands."""
+    fd = wsfile.open_in(dfd, name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
     try:
         data = memoryview(text.encode())
         while data:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler import wsfile
 from reconciler.plan.states import State
 from reconciler.record import eventlog
 
@@ -237,6 +238,15 @@ def is_workspace(root: Path) -> bool:
     return record_path(root).is_file()
 
 
+def _linked(root: Path) -> Path | None:
+    """The record's directory or file when a symlink stands there (a step planted it): SQLite
+    would follow it and keep the record, and its -wal file, wherever it points."""
+    for path in (root / RECORD_DIR, record_path(root)):
+        if path.is_symlink():
+            return path
+    return None
+
+
 def _read_only(path: Path) -> bool:
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY) or not os.access(path.parent, os.W_OK)
@@ -261,7 +271,9 @@ class Store:
     @classmethod
     def create(cls, root: Path) -> Store:
         db = record_path(root)
-        db.parent.mkdir(parents=True, exist_ok=True)
+        wsfile.mkdirs(root, RECORD_DIR)  # a real directory, never through a link
+        if _linked(root) is not None:
+            raise RecordError(f"{db} is a symlink; a record is never written through one")
         store = cls(db)
         # One script, one transaction: a record is either complete or absent.
         store.db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
@@ -270,6 +282,13 @@ class Store:
     @classmethod
     def open(cls, root: Path) -> Store:
         db = record_path(root)
+        linked = _linked(root)
+        if linked is not None:
+            raise RecordError(
+                f"{linked} is a symlink (to {os.readlink(linked)}), not the record reconciler "
+                "made (replaced by a step?); nothing was read or written through it. Put the "
+                "workspace's own .reconciler directory back, or run the study again elsewhere."
+            )
         if not db.is_file():
             raise RecordError(
                 f"{root} is not a reconciler workspace (no {RECORD_DIR}/{RECORD_FILE})"

@@ -33,6 +33,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from reconciler import wsfile
 from reconciler.record import plainyaml
 from reconciler.record.store import RECORD_DIR, InstanceRow
 from reconciler.spec.names import exit_name, safe_name, script_name
@@ -129,13 +130,13 @@ class Workspace:
         return self.logs / f"{safe_name(study_name)}.log"
 
 
-def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
-    """Write via a temp file + rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    if mode is not None:
-        tmp.chmod(mode)
-    os.replace(tmp, path)
+def write_atomic(
+    path: Path, text: str, mode: int | None = None, *, root: Path | None = None
+) -> None:
+    """Write via a temp file + rename, so readers never see half a file, and never through a
+    symlink: not at `path`, and not on a directory between `root` (default: the file's own
+    directory) and it (see wsfile.py)."""
+    wsfile.write(root if root is not None else path.parent, path, text, mode=mode)
 
 
 _FAST_FROM = 64  # entries: below this ruamel's few milliseconds do not matter
@@ -172,8 +173,8 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def write_yaml(path: Path, data: Any) -> None:
-    write_atomic(path, _yaml_text(_plain(data)))
+def write_yaml(path: Path, data: Any, *, root: Path | None = None) -> None:
+    write_atomic(path, _yaml_text(_plain(data)), root=root)
 
 
 def environment_snapshot(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -229,7 +230,7 @@ def write_status_csv(ws: Workspace, rows: Iterable[InstanceRow], now: float | No
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(STATUS_COLUMNS)
     w.writerows(status_row(r, now) for r in rows)
-    write_atomic(ws.status_csv, buf.getvalue())
+    write_atomic(ws.status_csv, buf.getvalue(), root=ws.root)
 
 
 class StatusWriter:
@@ -274,4 +275,4 @@ class StatusWriter:
             if r.end_time is not None or (r.start_time is None and r.submit_time is None):
                 self._lines[r.name] = (key, line)  # independent of `now`
             parts.append(line)
-        write_atomic(self.ws.status_csv, "".join(parts))
+        write_atomic(self.ws.status_csv, "".join(parts), root=self.ws.root)

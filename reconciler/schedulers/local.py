@@ -33,6 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconciler import wsfile
 from reconciler.plan.states import State
 from reconciler.schedulers import base, shepherd
 from reconciler.schedulers.base import Adapter, Job, Observation, SubmitError
@@ -93,9 +94,8 @@ def read_exit(job: Job) -> Observation | None:
 
 
 def _write_exit(job: Job, what: str) -> None:
-    tmp = job.exit_file.with_name(job.exit_file.name + ".tmp")
-    tmp.write_text(f"{what} {job.submission}\n")
-    os.replace(tmp, job.exit_file)
+    # Renamed over the record, never written through a link a job left there (wsfile.py).
+    wsfile.write(job.exit_file.parent, job.exit_file, f"{what} {job.submission}\n")
 
 
 _cmdline = shepherd.cmdline
@@ -131,10 +131,7 @@ class LocalAdapter(Adapter):
     def prepare(self, root: Path) -> None:
         self.wrapper.parent.mkdir(parents=True, exist_ok=True)
         if not self.wrapper.is_file() or self.wrapper.read_text() != _WRAPPER:
-            tmp = self.wrapper.with_name(WRAPPER_NAME + ".tmp")
-            tmp.write_text(_WRAPPER)
-            tmp.chmod(0o755)
-            os.replace(tmp, self.wrapper)
+            wsfile.write(root, self.wrapper, _WRAPPER, mode=0o755)
 
     def _args(self, job: Job) -> list[str]:
         return [*self._legacy_args(job, WRAPPER_SHELL), str(job.stem)]

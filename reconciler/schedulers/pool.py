@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler import wsfile
 from reconciler.plan.states import ENDED, State
 from reconciler.schedulers import base, pooldaemon, pooltask
 from reconciler.schedulers.base import Adapter, Job, Observation, SchedulerError, SubmitError
@@ -128,12 +129,9 @@ class PoolAdapter(Adapter):
             "walltime_seconds": walltime_seconds(self.pool.walltime),
         }
         path = root / ".reconciler" / pooldaemon.CONFIG
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(cfg, indent=1) + "\n"
         if not path.is_file() or path.read_text() != text:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            wsfile.write(root, path, text)  # never through a link (wsfile.py)
 
     # -- the connection --------------------------------------------------------------------
 
@@ -162,7 +160,7 @@ class PoolAdapter(Adapter):
         if self._start_failed and time.monotonic() - self._start_failed[0] < RESTART_AFTER:
             raise SchedulerError(self._start_failed[1])  # not a new pool process every pass
         log_path = self.root / ".reconciler" / pooldaemon.LOG
-        with open(log_path, "ab") as log:
+        with os.fdopen(wsfile.append(self.root, log_path), "ab") as log:
             proc = base.spawn(
                 [sys.executable, "-m", pooldaemon.MODULE, str(self.root)],
                 cwd=self.root,

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reconciler import wsfile
+
 CONFIG = "pool-config.json"
 STATE = "pool.json"
 LOG = "pool.log"
@@ -191,10 +193,7 @@ def snapshot(cluster: Any, scheduler: Any) -> dict[str, Any]:
 
 
 def write_state(root: Path, data: dict[str, Any]) -> None:
-    path = root / ".reconciler" / STATE
-    tmp = path.with_name(STATE + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    wsfile.write(root, root / ".reconciler" / STATE, json.dumps(data, indent=1) + "\n")
 
 
 def _remove_state(root: Path) -> None:

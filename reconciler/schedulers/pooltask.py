@@ -28,7 +28,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from reconciler import wsfile
 from reconciler.schedulers import base
+
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of an instance's process group
 EVENT_TOPIC = "reconciler-pool"  # workers log an event here when an instance ended
@@ -61,7 +64,9 @@ def publish_exit(exit_file: Path, what: str, submission: int) -> bool:
     True if this call wrote it. A previous submission's record is replaced."""
     writer = f"{os.getpid()}.{threading.get_ident()}"
     tmp = exit_file.with_name(f"{exit_file.name}.{submission}.{writer}")
-    tmp.write_text(f"{what} {submission}\n")
+    fd = wsfile.open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)  # never via a link
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{what} {submission}\n")
     try:
         for _ in range(3):
             try:
@@ -185,13 +190,14 @@ def _start(job: dict[str, Any], fd: int, n: int, who: str) -> subprocess.Popen[b
     """Start the script in its own process group; complete the claim with its pgid."""
     host = socket.gethostname()
     try:
-        out = open(job["out"], "ab")  # noqa: SIM115 - closed once the child has them
+        # Appended to, never through a link planted since the submit (wsfile.py).
+        out = os.fdopen(wsfile.open_nofollow(job["out"], _APPEND), "ab")
     except OSError as e:
         os.write(fd, f"{n} {host} {who}\n".encode())
         note(job["err"], f"cannot open {job['out']}: {e}")
         return None
     try:
-        err = open(job["err"], "ab")  # noqa: SIM115
+        err = os.fdopen(wsfile.open_nofollow(job["err"], _APPEND), "ab")
     except OSError as e:
         out.close()
         os.write(fd, f"{n} {host} {who}\n".encode())

@@ -31,6 +31,7 @@ when the shepherd ends.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -43,6 +44,19 @@ _DEFAULT_SIGNALS = tuple(
 # Fresh files for each attempt (a crashed start's leftovers are truncated); O_NOFOLLOW: never
 # through a symlink an earlier step planted. CLOEXEC: the job gets them as its 1 and 2 (dup2).
 _OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_nofollow(path: str | bytes, flags: int, mode: int) -> int:
+    """wsfile.open_nofollow's rule, repeated here (this process imports nothing of ours): the
+    last component is never followed; a symlink there is removed and a regular file made."""
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, mode)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+    os.unlink(path)
+    return os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
 
 
 class _Jobs:
@@ -76,7 +90,7 @@ def _record(exit_file: bytes, submission: bytes, rc: int) -> None:
     except OSError:
         pass
     try:
-        fd = os.open(exit_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        fd = _open_nofollow(exit_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             os.write(fd, b"%d %s\n" % (rc, submission))  # one small write, as the wrapper's
         finally:
@@ -132,7 +146,7 @@ PID_WIDTH = 10  # digits: any Linux pid (pid_max ≤ 2^22), so the pid fits over
 
 def _intend(path: str, submission: bytes, exit_file: bytes) -> int:
     """Write the state of a job about to start (pid 0); the open file. Raises OSError."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = _open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         data = b"0" * PID_WIDTH + b"\0%s\0%s\0" % (submission, exit_file)
         if os.write(fd, data) != len(data):
