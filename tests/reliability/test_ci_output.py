@@ -108,7 +108,7 @@ def _tables(markdown: str) -> list[list[list[str]]]:
 
 
 def test_plan_markdown_cannot_be_forged(tmp_path: Path, env, figures) -> None:
-    figures.shared("CI output", "plan --format markdown")
+    figures.shared("10 CI output", "plan --format markdown")
     repo = make_repo(tmp_path / "repo")
     base = commit(repo, {"specs/forge.yaml": _forge_spec(["1", "2"])})
     commit(repo, {"specs/forge.yaml": _forge_spec(["1", *EVIL]), "specs/broken.yaml": BROKEN})
@@ -134,11 +134,11 @@ def test_plan_markdown_cannot_be_forged(tmp_path: Path, env, figures) -> None:
     fences = [t for t in tokens if t.type == "fence"]
     assert len(fences) == 1 and "stop-commands" in fences[0].content
     assert "\x1b" not in md.both
-    figures.shared_ok("CI output", "plan --format markdown")
+    figures.shared_ok("10 CI output", "plan --format markdown")
 
 
 def test_no_workflow_command_from_a_spec(tmp_path: Path, env, figures) -> None:
-    figures.shared("CI output", "validate in GitHub Actions")
+    figures.shared("10 CI output", "validate in GitHub Actions")
     specs = tmp_path / "specs, with: odd%chars"
     specs.mkdir()
     (specs / "broken.yaml").write_text(BROKEN)
@@ -168,11 +168,11 @@ def test_no_workflow_command_from_a_spec(tmp_path: Path, env, figures) -> None:
     assert p.code == 2 and "Traceback" not in p.both
     assert _commands(p.out.splitlines() + p.err.splitlines()) == []
     assert "\x1b" not in p.both
-    figures.shared_ok("CI output", "validate in GitHub Actions")
+    figures.shared_ok("10 CI output", "validate in GitHub Actions")
 
 
 def test_validate_dir_skips_committed_symlinks(tmp_path: Path, env, figures) -> None:
-    figures.shared("CI output", "validate DIR with symlinks")
+    figures.shared("10 CI output", "validate DIR with symlinks")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "private.yaml").write_text(
@@ -195,4 +195,4 @@ def test_validate_dir_skips_committed_symlinks(tmp_path: Path, env, figures) -> 
     assert "1 of 1 specs valid" not in r.out  # (one file: no summary line)
     named = reconciler("validate", specs / "link.yaml", cwd=tmp_path, env=env)
     assert named.code == 0 and "outside-private-study" in named.out  # named: read
-    figures.shared_ok("CI output", "validate DIR with symlinks")
+    figures.shared_ok("10 CI output", "validate DIR with symlinks")

@@ -48,7 +48,7 @@ def _line_of(text: str, needle: str) -> int:
 
 
 def test_ten_million_instances_refused_before_expansion(tmp_path: Path, env, figures) -> None:
-    figures.shared("limits", "10^7 instances (validate)")
+    figures.shared("4 limits", "10^7 instances (validate)")
     text = _sweep(50_000, 200)
     f = tmp_path / "huge.yaml"
     f.write_text(text)
@@ -60,11 +60,11 @@ def test_ten_million_instances_refused_before_expansion(tmp_path: Path, env, fig
     assert "10,000,000 instances, more than the limit of 2,000,000" in r.err
     assert "--max-instances" in r.err
     assert r.rss_mb < GIB, f"peak memory {r.rss_mb:.0f} MB"  # 6.4 GB when it expanded
-    figures.shared_ok("limits", "10^7 instances (validate)")
+    figures.shared_ok("4 limits", "10^7 instances (validate)")
 
 
 def test_a_swept_funnel_of_a_big_sweep_is_refused(tmp_path: Path, env, figures) -> None:
-    figures.shared("limits", "2.5·10^9 dependencies")
+    figures.shared("4 limits", "2.5·10^9 dependencies")
     text = _sweep(50_000, 1, funnel=True)
     f = tmp_path / "edges.yaml"
     f.write_text(text)
@@ -74,11 +74,11 @@ def test_a_swept_funnel_of_a_big_sweep_is_refused(tmp_path: Path, env, figures) 
     assert "2,500,000,000" in r.err and "step 'all'" in r.err
     assert f"{f}:{_line_of(text, 'depends:')}:" in r.err
     assert r.rss_mb < GIB
-    figures.shared_ok("limits", "2.5·10^9 dependencies")
+    figures.shared_ok("4 limits", "2.5·10^9 dependencies")
 
 
 def test_the_limit_moves_with_the_option_and_the_environment(tmp_path: Path, env, figures):
-    figures.shared("limits", "--max-instances / RECONCILER_MAX_INSTANCES")
+    figures.shared("4 limits", "--max-instances / RECONCILER_MAX_INSTANCES")
     f = tmp_path / "mid.yaml"
     f.write_text(_sweep(1000, 3))  # 3,000 instances
     low = reconciler("validate", "--max-instances", "2999", f, cwd=tmp_path, env=env)
@@ -90,11 +90,11 @@ def test_the_limit_moves_with_the_option_and_the_environment(tmp_path: Path, env
     assert by_env.clean_error and "the limit of 10 " in by_env.err
     bad = reconciler("validate", f, cwd=tmp_path, env={**env, "RECONCILER_MAX_INSTANCES": "lots"})
     assert bad.code == 2 and "Traceback" not in bad.both
-    figures.shared_ok("limits", "--max-instances / RECONCILER_MAX_INSTANCES")
+    figures.shared_ok("4 limits", "--max-instances / RECONCILER_MAX_INSTANCES")
 
 
 def test_run_refuses_before_creating_anything(tmp_path: Path, env, figures) -> None:
-    figures.shared("limits", "run over the limit")
+    figures.shared("4 limits", "run over the limit")
     f = tmp_path / "mid.yaml"
     f.write_text(_sweep(1000, 3))
     out = tmp_path / "ws"
@@ -103,13 +103,13 @@ def test_run_refuses_before_creating_anything(tmp_path: Path, env, figures) -> N
     assert "more than the limit of 100" in r.err
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "mid.yaml"]
-    figures.shared_ok("limits", "run over the limit")
+    figures.shared_ok("4 limits", "run over the limit")
 
 
 def test_gitops_commands_take_the_same_limit(tmp_path: Path, env, figures) -> None:
     """plan, apply and watch read specs from git: over the limit is an invalid spec there (the
     study is not applied), and --max-instances raises the limit for them too."""
-    figures.shared("limits", "plan/apply/watch over the limit")
+    figures.shared("4 limits", "plan/apply/watch over the limit")
     repo = make_repo(tmp_path / "repo")
     commit(repo, {"specs/mid.yaml": _sweep(1000, 3), "specs/small.yaml": spec("small")})
     root = tmp_path / "studies"
@@ -128,28 +128,28 @@ def test_gitops_commands_take_the_same_limit(tmp_path: Path, env, figures) -> No
     raised = reconciler("plan", *common, "--max-instances", "3000", cwd=tmp_path, env=env)
     assert raised.code == 1, raised.both  # changes to apply: both studies are new
     assert "s2_P.999" in raised.out and "invalid" not in raised.both
-    figures.shared_ok("limits", "plan/apply/watch over the limit")
+    figures.shared_ok("4 limits", "plan/apply/watch over the limit")
 
 
 def test_a_15_mib_flat_list_is_refused_while_parsing(tmp_path: Path, env, figures) -> None:
-    figures.shared("limits", "15 MiB flat list")
+    figures.shared("4 limits", "15 MiB flat list")
     f = tmp_path / "flat.yaml"
     f.write_text("- 1\n" * (15 * 1024 * 1024 // 4))
     r = reconciler("validate", f, cwd=tmp_path, env=env)
     assert r.clean_error, r.both
     assert f"{f}:1:1: the document has more than 1,000,000 values" in r.err
     assert r.rss_mb < GIB, f"peak memory {r.rss_mb:.0f} MB"  # 5.8 GB when it was built first
-    figures.shared_ok("limits", "15 MiB flat list")
+    figures.shared_ok("4 limits", "15 MiB flat list")
 
 
 def test_deep_nesting_is_refused_not_a_crash(tmp_path: Path, env, figures) -> None:
-    figures.shared("limits", "100,000 levels of [")
+    figures.shared("4 limits", "100,000 levels of [")
     f = tmp_path / "deep.yaml"
     f.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
     r = reconciler("validate", f, cwd=tmp_path, env=env)
     assert r.code == 2, f"exit {r.code} (-11 is the C parser's stack overflow)"
     assert "nested more than 100 levels deep" in r.err
-    figures.shared_ok("limits", "100,000 levels of [")
+    figures.shared_ok("4 limits", "100,000 levels of [")
 
 
 @pytest.mark.parametrize("command", ["validate", "expand", "graph", "run"])
@@ -158,7 +158,7 @@ def test_a_path_that_is_not_a_regular_file_is_refused(
     tmp_path: Path, env, figures, command: str, kind: str
 ) -> None:
     case = f"{command} {kind}"
-    figures.shared("limits", case)
+    figures.shared("4 limits", case)
     if kind == "fifo":
         path = tmp_path / "pipe.yaml"
         os.mkfifo(path)  # nobody ever writes: reading it would wait forever
@@ -178,11 +178,11 @@ def test_a_path_that_is_not_a_regular_file_is_refused(
     else:
         assert f"{path}: cannot read the spec: {says}" in r.err
     assert not (tmp_path / "ws").exists()
-    figures.shared_ok("limits", case)
+    figures.shared_ok("4 limits", case)
 
 
 def test_worktree_mode_refuses_a_fifo_in_the_specs_directory(tmp_path: Path, env, figures):
-    figures.shared("limits", "plan --worktree with a FIFO spec")
+    figures.shared("4 limits", "plan --worktree with a FIFO spec")
     repo = make_repo(tmp_path / "repo")
     commit(repo, {"specs/ok.yaml": spec("ok")})
     os.mkfifo(tmp_path / "repo" / "specs" / "pipe.yaml")
@@ -191,4 +191,4 @@ def test_worktree_mode_refuses_a_fifo_in_the_specs_directory(tmp_path: Path, env
     assert r.code == 2 and "Traceback" not in r.both
     assert "specs/pipe.yaml: cannot read the spec: it is a FIFO" in r.both
     assert re.search(r"ok.*(create|nothing)", r.both, re.S)  # the other spec is planned
-    figures.shared_ok("limits", "plan --worktree with a FIFO spec")
+    figures.shared_ok("4 limits", "plan --worktree with a FIFO spec")

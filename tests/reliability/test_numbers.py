@@ -58,12 +58,12 @@ def _refused(r, option: str) -> bool:  # type: ignore[no-untyped-def]
 def test_run_sleeptime_must_be_finite_and_bounded(
     tmp_path: Path, env, one: Path, figures, flag: str, value: str
 ) -> None:
-    figures.shared("numbers", f"run {flag} {value}")
+    figures.shared("11 numbers", f"run {flag} {value}")
     r = reconciler("run", "-y", "--dry", "-o", tmp_path / "ws", flag, value, one, cwd=tmp_path,
                    env=env)  # fmt: skip
     assert _refused(r, "--sleeptime"), r.both
     assert not (tmp_path / "ws").exists()
-    figures.shared_ok("numbers", f"run {flag} {value}")
+    figures.shared_ok("11 numbers", f"run {flag} {value}")
 
 
 def test_the_bounds_themselves_are_accepted(tmp_path: Path, env, one: Path) -> None:
@@ -79,21 +79,21 @@ def test_the_bounds_themselves_are_accepted(tmp_path: Path, env, one: Path) -> N
 def test_update_sleep_must_be_finite_and_bounded(
     tmp_path: Path, env, one: Path, figures, value: str
 ) -> None:
-    figures.shared("numbers", f"update --sleep {value}")
+    figures.shared("11 numbers", f"update --sleep {value}")
     ws = tmp_path / "ws"
     assert reconciler("run", "-y", "--dry", "-o", ws, one, cwd=tmp_path, env=env).code == 0
     r = reconciler("update", "--sleep", value, ws, cwd=tmp_path, env=env)
     assert _refused(r, "--sleep"), r.both
     with sqlite3.connect(ws / ".reconciler" / "record.db") as db:
         assert db.execute("SELECT sleep FROM study").fetchone()[0] == 60  # untouched
-    figures.shared_ok("numbers", f"update --sleep {value}")
+    figures.shared_ok("11 numbers", f"update --sleep {value}")
 
 
 @pytest.mark.parametrize("value", [*BAD_SECONDS, "0"])
 def test_watch_interval_must_be_finite_and_bounded(
     tmp_path: Path, env, figures, value: str
 ) -> None:
-    figures.shared("numbers", f"watch --interval {value}")
+    figures.shared("11 numbers", f"watch --interval {value}")
     repo = make_repo(tmp_path / "repo")
     commit(repo, {"specs/one.yaml": spec("one")})
     r = reconciler("watch", "--repo", tmp_path / "repo", "--once", "--interval", value,
@@ -101,21 +101,21 @@ def test_watch_interval_must_be_finite_and_bounded(
     assert r.code == 2 and "Traceback" not in r.both, r.both
     assert r.err.startswith("error: --interval must be a number of seconds, more than 0")
     assert not (tmp_path / "repo" / ".reconciler").exists()  # nothing applied, no watcher ran
-    figures.shared_ok("numbers", f"watch --interval {value}")
+    figures.shared_ok("11 numbers", f"watch --interval {value}")
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "1e300", "-1"])
 def test_apply_lock_timeout_must_be_finite_and_bounded(
     tmp_path: Path, env, figures, value: str
 ) -> None:
-    figures.shared("numbers", f"apply --lock-timeout {value}")
+    figures.shared("11 numbers", f"apply --lock-timeout {value}")
     repo = make_repo(tmp_path / "repo")
     commit(repo, {"specs/one.yaml": spec("one")})
     r = reconciler("apply", "--repo", tmp_path / "repo", "--lock-timeout", value, cwd=tmp_path,
                    env=env)  # fmt: skip
     assert _refused(r, "--lock-timeout"), r.both
     assert not (tmp_path / "repo" / ".reconciler" / "studies").exists()  # nothing applied
-    figures.shared_ok("numbers", f"apply --lock-timeout {value}")
+    figures.shared_ok("11 numbers", f"apply --lock-timeout {value}")
 
 
 @pytest.mark.parametrize(
@@ -126,7 +126,7 @@ def test_apply_lock_timeout_must_be_finite_and_bounded(
 def test_counts_too_large_for_the_record_are_refused(
     tmp_path: Path, env, one: Path, figures, command: str, flag: str
 ) -> None:
-    figures.shared("numbers", f"{command} {flag} 10^23")
+    figures.shared("11 numbers", f"{command} {flag} 10^23")
     ws = tmp_path / "ws"
     if command == "update":
         assert reconciler("run", "-y", "--dry", "-o", ws, one, cwd=tmp_path, env=env).code == 0
@@ -136,7 +136,7 @@ def test_counts_too_large_for_the_record_are_refused(
         assert not ws.exists()
     assert r.code == 2 and "Traceback" not in r.both, r.both
     assert "1000000" in r.both.replace(",", "")  # the range it must be in
-    figures.shared_ok("numbers", f"{command} {flag} 10^23")
+    figures.shared_ok("11 numbers", f"{command} {flag} 10^23")
 
 
 SPEC_NUMBERS = {
@@ -157,7 +157,7 @@ SPEC_NUMBERS = {
 
 @pytest.mark.parametrize("case", SPEC_NUMBERS)
 def test_numbers_in_the_spec_are_bounded(tmp_path: Path, env, figures, case: str) -> None:
-    figures.shared("numbers", f"spec {case}")
+    figures.shared("11 numbers", f"spec {case}")
     tail, says, line = SPEC_NUMBERS[case]
     f = tmp_path / "n.yaml"
     f.write_text("description: {name: n, description: d}\nstudy:\n  - name: a\n"
@@ -168,7 +168,7 @@ def test_numbers_in_the_spec_are_bounded(tmp_path: Path, env, figures, case: str
         assert r.code == 2 and "Traceback" not in r.both, r.both
         assert f"{f}:{line}:" in r.err and says in r.err, r.err
     assert not (tmp_path / "w").exists()
-    figures.shared_ok("numbers", f"spec {case}")
+    figures.shared_ok("11 numbers", f"spec {case}")
 
 
 @pytest.fixture
@@ -201,7 +201,7 @@ def _query(db: Path, sql: str) -> list[tuple[object, ...]]:
 def test_engine_clamps_a_stored_sleep_instead_of_dying(
     tmp_path: Path, lsf_env: dict[str, str], figures, stored: str
 ) -> None:
-    figures.shared("numbers", f"record holds sleep={stored}")
+    figures.shared("11 numbers", f"record holds sleep={stored}")
     f = tmp_path / "lsf.yaml"
     f.write_text(spec("lsf", "echo done", extra="batch: {type: lsf, queue: normal}\n"))
     ws = tmp_path / "ws"
@@ -223,4 +223,4 @@ def test_engine_clamps_a_stored_sleep_instead_of_dying(
     _wait_for("the engine to exit", lambda: engine_holder(ws) is None)
     log = next((ws / "logs").glob("*.log")).read_text()
     assert "warning:" in log and "OverflowError" not in log and "Traceback" not in log, log
-    figures.shared_ok("numbers", f"record holds sleep={stored}")
+    figures.shared_ok("11 numbers", f"record holds sleep={stored}")

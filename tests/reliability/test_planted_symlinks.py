@@ -75,7 +75,7 @@ def _settled(ws: Path, timeout: float = 120) -> None:
 
 def test_files_planted_as_links_are_replaced_never_written_through(tmp_path: Path, figures):
     for name in (*FILES, "exit"):
-        figures.shared("symlinks", f"file: {name}")
+        figures.shared("12 symlinks", f"file: {name}")
     env = git_env(tmp_path / "home")
     outside = tmp_path / "outside"
     expected = _canaries(outside)
@@ -94,14 +94,14 @@ def test_files_planted_as_links_are_replaced_never_written_through(tmp_path: Pat
     for name, rel in FILES.items():
         if name != "lock":  # (the lock is a file only while an engine holds it)
             assert not (ws / rel).is_symlink() and (ws / rel).is_file(), rel
-        figures.shared_ok("symlinks", f"file: {name}")
+        figures.shared_ok("12 symlinks", f"file: {name}")
     assert next((ws / "added").glob("added*.out")).read_text() == "added\n"
-    figures.shared_ok("symlinks", "file: exit")
+    figures.shared_ok("12 symlinks", "file: exit")
 
 
 @pytest.mark.parametrize("where", ["meta", "added"])
 def test_a_directory_replaced_by_a_link_is_refused(tmp_path: Path, figures, where: str) -> None:
-    figures.shared("symlinks", f"directory: {where}/")
+    figures.shared("12 symlinks", f"directory: {where}/")
     env = git_env(tmp_path / "home")
     outside = tmp_path / "outside-dir"
     outside.mkdir()
@@ -116,11 +116,11 @@ def test_a_directory_replaced_by_a_link_is_refused(tmp_path: Path, figures, wher
     assert r.code == 2 and "Traceback" not in r.both, r.both
     assert f"/{where} is a symlink (to {outside})" in r.out and "not applied" in r.out
     assert list(outside.iterdir()) == []  # nothing was written into it
-    figures.shared_ok("symlinks", f"directory: {where}/")
+    figures.shared_ok("12 symlinks", f"directory: {where}/")
 
 
 def test_run_mode_refuses_a_logs_link_on_resume(tmp_path: Path, figures) -> None:
-    figures.shared("symlinks", "directory: logs/ (resume)")
+    figures.shared("12 symlinks", "directory: logs/ (resume)")
     env = git_env(tmp_path / "home")
     outside = tmp_path / "outside-dir"
     outside.mkdir()
@@ -134,4 +134,4 @@ def test_run_mode_refuses_a_logs_link_on_resume(tmp_path: Path, figures) -> None
     assert r.code == 2 and "Traceback" not in r.both, r.both
     assert "logs is a symlink" in r.err
     assert list(outside.iterdir()) == []
-    figures.shared_ok("symlinks", "directory: logs/ (resume)")
+    figures.shared_ok("12 symlinks", "directory: logs/ (resume)")

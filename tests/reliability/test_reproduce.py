@@ -61,7 +61,7 @@ def _clone(tmp_path: Path, team: dict[str, object], name: str, *args: str) -> Pa
 
 
 def test_a_fresh_clone_reproduces(tmp_path: Path, team, figures) -> None:
-    figures.shared("reproduce", "fresh clone")
+    figures.shared("6 reproduce", "fresh clone")
     clone = _clone(tmp_path, team, "clone")
     assert not (clone / ".reconciler").exists()  # no cache, no studies: a stranger's clone
     out = tmp_path / "out"
@@ -71,11 +71,11 @@ def test_a_fresh_clone_reproduces(tmp_path: Path, team, figures) -> None:
     assert "1 of 1 fingerprints identical" in r.out and "1 FINISHED" in r.out
     assert "lib v1" in next(out.rglob("use*.out")).read_text()
     assert git(clone, "status", "--porcelain", env=team["env"]) == ""  # the cache is excluded
-    figures.shared_ok("reproduce", "fresh clone")
+    figures.shared_ok("6 reproduce", "fresh clone")
 
 
 def test_an_unreachable_dependency_is_named_and_leaves_nothing(tmp_path: Path, team, figures):
-    figures.shared("reproduce", "dependency gone, then back")
+    figures.shared("6 reproduce", "dependency gone, then back")
     clone = _clone(tmp_path, team, "clone")
     lib = Path(str(team["lib"]))
     hidden = lib.with_name("lib-moved.git")
@@ -89,11 +89,11 @@ def test_an_unreachable_dependency_is_named_and_leaves_nothing(tmp_path: Path, t
     hidden.rename(lib)
     again = reconciler(*args, cwd=tmp_path, env=team["env"])
     assert again.code == 0, again.both  # ...so the same command works once the server is back
-    figures.shared_ok("reproduce", "dependency gone, then back")
+    figures.shared_ok("6 reproduce", "dependency gone, then back")
 
 
 def test_a_rewritten_dependency_history_is_named(tmp_path: Path, team, figures) -> None:
-    figures.shared("reproduce", "recorded dependency commit gone")
+    figures.shared("6 reproduce", "recorded dependency commit gone")
     lib = Path(str(team["lib"]))
     shutil.rmtree(lib)  # the dependency's history was rewritten: the recorded commit is gone
     _, _ = dependency_remote(tmp_path / "rewritten", "lib")
@@ -105,7 +105,7 @@ def test_a_rewritten_dependency_history_is_named(tmp_path: Path, team, figures) 
     assert r.code == 2 and "Traceback" not in r.both, r.both
     assert "git dependency 'LIB'" in r.err and "recorded commit" in r.err
     assert not out.exists()
-    figures.shared_ok("reproduce", "recorded dependency commit gone")
+    figures.shared_ok("6 reproduce", "recorded dependency commit gone")
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_a_shallow_clone_names_the_missing_revision(
     tmp_path: Path, team, figures, args: tuple[str, ...]
 ) -> None:
     case = "shallow: " + " ".join(args)
-    figures.shared("reproduce", case)
+    figures.shared("6 reproduce", case)
     clone = _clone(tmp_path, team, "shallow", "--depth", "1")
     out = tmp_path / "out"
     argv = [str(team["old"]) if a == "OLD" else str(out) if a == "OUT" else a for a in args]
@@ -127,4 +127,4 @@ def test_a_shallow_clone_names_the_missing_revision(
     assert r.code == 2 and "Traceback" not in r.both, r.both
     assert "is not a commit of" in r.err and "this clone is shallow" in r.err
     assert not out.exists()
-    figures.shared_ok("reproduce", case)
+    figures.shared_ok("6 reproduce", case)

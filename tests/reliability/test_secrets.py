@@ -55,7 +55,7 @@ def _spec(tokenizer_url: str, monkey_url: str) -> str:
 
 def test_the_note_is_masked_by_shape_and_whole_word(tmp_path: Path, figures) -> None:
     for case in (*SECRETS, "dependencies TOKENIZER and MONKEY", "reproduce after masking"):
-        figures.shared("secrets", case)
+        figures.shared("5 secrets", case)
     env = git_env(tmp_path / "home")
     _, tok_url = dependency_remote(tmp_path, "tokenizer")
     _, mon_url = dependency_remote(tmp_path, "monkey")
@@ -68,17 +68,17 @@ def test_the_note_is_masked_by_shape_and_whole_word(tmp_path: Path, figures) -> 
     for case, (_value, secret, shown) in SECRETS.items():
         assert secret not in note, f"{case}: {secret} is in the note"
         assert shown in note, f"{case}: expected {shown!r} in the note"
-        figures.shared_ok("secrets", case)
+        figures.shared_ok("5 secrets", case)
     for k, v in KEPT.items():  # names that only contain KEY or TOKEN are not secret
         assert entry["variables"][k] == v
     for name, url in (("TOKENIZER", tok_url), ("MONKEY", mon_url)):
         dep = entry["dependencies"]["git"][name]
         assert isinstance(dep, dict) and re.fullmatch(r"[0-9a-f]{40}", dep["sha"]), dep
         assert dep["url"] == url
-    figures.shared_ok("secrets", "dependencies TOKENIZER and MONKEY")
+    figures.shared_ok("5 secrets", "dependencies TOKENIZER and MONKEY")
     out = tmp_path / "again"
     again = reconciler("reproduce", sha, "-o", out, "--repo", tmp_path / "repo", cwd=tmp_path,
                        env=env)  # fmt: skip
     assert again.code == 0 and "Traceback" not in again.both, again.both
     assert "1 of 1 fingerprints identical" in again.out
-    figures.shared_ok("secrets", "reproduce after masking")
+    figures.shared_ok("5 secrets", "reproduce after masking")
