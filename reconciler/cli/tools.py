@@ -27,6 +27,7 @@ from reconciler.cli.common import (
 from reconciler.record.outputs import plural
 from reconciler.spec import SpecError, Study, load_study
 from reconciler.spec.model import Spec
+from reconciler.spec.unique import Named, duplicate_names
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -96,7 +97,8 @@ def validate(
     if not files:
         fail("no spec files (*.yaml, *.yml) found under " + ", ".join(map(str, paths)))
     args = parse_pargs(pargs, pgen)
-    report = []
+    report: list[dict[str, object]] = []
+    named: list[Named] = []
     bad = 0
     for f in files:
         try:
@@ -125,14 +127,36 @@ def validate(
                 "warnings": study.warnings,
             }
         )
-        if not as_json:
-            n = plural(len(study.instances), "instance")
-            out.print(f"[green]ok[/] {u(f)}: study '{u(study.name)}', {n}")
+        named.append(Named(str(f), study.text or "", study.name))
+    bad += _refuse_duplicates(named, report, as_json)
+    if not as_json:  # after the duplicate check: a clashing spec is not "ok"
+        for r in report:
+            if r["valid"]:
+                n = plural(len_of(r["instances"]), "instance")
+                out.print(f"[green]ok[/] {u(r['file'])}: study '{u(r['study'])}', {n}")
     if as_json:
         print_json(report)
     elif len(files) > 1:
         out.print(f"{len(files) - bad} of {len(files)} specs valid")
     raise typer.Exit(EXIT_USER_ERROR if bad else EXIT_OK)
+
+
+def len_of(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _refuse_duplicates(named: list[Named], report: list[dict[str, object]], quiet: bool) -> int:
+    """Specs that name one study (NFC) are invalid together, as apply refuses them; returns
+    how many specs that made invalid."""
+    clashes = duplicate_names(named)
+    by_file = {str(r["file"]): r for r in report}
+    for d in clashes:
+        entry = by_file[d.file]
+        entry["valid"] = False
+        entry["diagnostics"] = [d.to_json()]
+    if clashes and not quiet:
+        report_spec_error(SpecError(clashes))
+    return len(clashes)
 
 
 def expand(

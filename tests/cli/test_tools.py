@@ -88,6 +88,27 @@ def test_validate_directory_mixes_good_and_bad(tmp_path: Path) -> None:
     assert report[1]["diagnostics"][0]["line"] == 9
 
 
+def test_validate_refuses_two_specs_naming_one_study_in_nfc_or_nfd(tmp_path: Path) -> None:
+    """café typed in NFC and in NFD prints alike and is one study: both specs are refused at
+    their description.name, as apply would refuse both; a third spec is unaffected."""
+    body = "study:\n  - name: s\n    description: s\n    run: {cmd: echo hi}\n"
+    for file, name in (("a.yaml", "caf\u00e9"), ("b.yaml", "cafe\u0301"), ("c.yaml", "other")):
+        (tmp_path / file).write_text(
+            f"description:\n  description: d\n  name: {name}\n{body}", encoding="utf-8"
+        )
+    r = run("validate", str(tmp_path))
+    assert r.returncode == 2, r.stdout
+    assert "Traceback" not in r.stderr
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    assert f"{a}:3:9: study 'caf\u00e9' is also named by {b}:3" in r.stderr
+    assert f"{b}:3:9: study 'caf\u00e9' is also named by {a}:3" in r.stderr
+    assert "1 of 3 specs valid" in r.stdout
+    assert f"ok {tmp_path / 'c.yaml'}" in r.stdout and "a.yaml: study" not in r.stdout
+    report = json.loads(run("validate", "--json", str(tmp_path)).stdout)
+    assert [x["valid"] for x in report] == [False, False, True]
+    assert report[0]["diagnostics"][0]["line"] == 3
+
+
 def test_validate_missing_path_is_user_error(tmp_path: Path) -> None:
     r = run("validate", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2
